@@ -1,0 +1,51 @@
+# Ferry: `make demo` runs the whole thing on loopback; `make test` runs every test.
+GO        ?= go
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -s -w -X main.version=$(VERSION)
+BIN       := bin
+STATICCHECK_VERSION := 2025.1.1
+
+.PHONY: all build test test-race test-long fuzz lint e2e demo bench clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ferry ./agent/cmd/ferry
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN)/ferry-relay ./relay/cmd/ferry-relay
+
+# The whole suite: race-checked unit and in-process end-to-end tests, the long
+# transfers without the race detector (1 GiB by hash), a short run of every fuzz
+# target, and the scripts/e2e.sh run against the built binaries.
+test: test-race test-long fuzz e2e
+
+test-race:
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+test-long:
+	FERRY_LONG=1 $(GO) test -count=1 -timeout 20m -run 'Long' ./...
+
+FUZZTIME ?= 10s
+fuzz:
+	@set -e; for pkg in $$($(GO) list ./...); do \
+	  for f in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz' || true); do \
+	    echo "fuzz $$pkg $$f ($(FUZZTIME))"; \
+	    $(GO) test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg; \
+	  done; \
+	done
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
+e2e: build
+	bash scripts/e2e.sh
+
+demo: build
+	$(GO) run ./scripts/demo
+
+bench: build
+	$(GO) run ./scripts/bench
+
+clean:
+	rm -rf $(BIN) .demo

@@ -1,0 +1,400 @@
+// Package cli is the `ferry` command line: flags, commands, and the mapping of
+// failures to one-line messages and exit codes.
+package cli
+
+import (
+	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/ferrytunnel/ferry/agent/api"
+	"github.com/ferrytunnel/ferry/agent/config"
+	"github.com/ferrytunnel/ferry/agent/console"
+	"github.com/ferrytunnel/ferry/agent/forward"
+	"github.com/ferrytunnel/ferry/agent/session"
+	"github.com/ferrytunnel/ferry/agent/tlsconf"
+)
+
+// Exit codes, documented in docs/agent.md.
+const (
+	ExitOK          = 0
+	ExitError       = 1 // anything not listed below
+	ExitUsage       = 2 // bad flag, argument or configuration file
+	ExitAuth        = 3 // the relay refused the authtoken
+	ExitUnreachable = 4 // the relay could not be reached (after retries)
+	ExitBind        = 5 // the relay refused a tunnel (name taken, not allowed)
+	ExitUntrusted   = 6 // the relay's certificate is not trusted
+	ExitVersion     = 7 // agent and relay share no protocol version
+)
+
+// ExitError is an error with an exit code.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+
+func usageErr(format string, args ...any) error {
+	return &exitError{code: ExitUsage, err: fmt.Errorf(format, args...)}
+}
+
+// Env is what the command line runs with (replaceable in tests).
+type Env struct {
+	Stdout, Stderr io.Writer
+	// Terminal says stdout is a terminal (status block and colour).
+	Terminal bool
+	Version  string
+}
+
+// Main runs the command line and returns the process exit code.
+func Main(ctx context.Context, args []string, env Env) int {
+	app := newApp(env)
+	err := app.RunContext(ctx, Reorder(app, args))
+	if err == nil {
+		return ExitOK
+	}
+	code := ExitError
+	var ee *exitError
+	var se *session.Error
+	switch {
+	case errors.As(err, &ee):
+		code = ee.code
+	case errors.As(err, &se):
+		code = map[session.Kind]int{session.KindAuth: ExitAuth, session.KindUnreachable: ExitUnreachable,
+			session.KindBind: ExitBind, session.KindUntrusted: ExitUntrusted, session.KindVersion: ExitVersion}[se.Kind]
+		if code == 0 {
+			code = ExitError
+		}
+	case isUsage(err):
+		code = ExitUsage
+	}
+	fmt.Fprintf(env.Stderr, "ferry: %v\n", err)
+	return code
+}
+
+func isUsage(err error) bool {
+	s := err.Error()
+	return strings.HasPrefix(s, "flag provided but not defined") || strings.HasPrefix(s, "invalid value") ||
+		strings.Contains(s, "flag needs an argument") || strings.HasPrefix(s, "No help topic")
+}
+
+func globalFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "relay", Usage: "relay address `HOST:PORT`", EnvVars: []string{"FERRY_RELAY"}},
+		&cli.StringFlag{Name: "authtoken", Usage: "authtoken from `ferry-relay token create`", EnvVars: []string{"FERRY_AUTHTOKEN"}},
+		&cli.StringFlag{Name: "relay-ca", Usage: "PEM `FILE` of CAs that sign the relay's certificate (default: system roots)", EnvVars: []string{"FERRY_RELAY_CA"}},
+		&cli.StringFlag{Name: "config", Usage: "configuration `FILE` (default " + config.DefaultPath() + ")"},
+		&cli.StringFlag{Name: "log", Usage: "where logs go: stdout, stderr, false or a file `PATH` (default: stdout when it is not a terminal, else none)"},
+		&cli.StringFlag{Name: "log-format", Usage: "log format: term, logfmt or json (default: term on a terminal, else logfmt)"},
+		&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info"},
+		&cli.StringFlag{Name: "api-addr", Usage: "local API address `HOST:PORT`, or false to disable", Value: "127.0.0.1:4040"},
+	}
+}
+
+func newApp(env Env) *cli.App {
+	tunnelFlags := func(extra ...cli.Flag) []cli.Flag {
+		return append(extra, globalFlags()...)
+	}
+	domain := &cli.StringFlag{Name: "domain", Usage: "public hostname `NAME` (a full name, or a label under the relay's domain; default: random)"}
+	app := &cli.App{
+		Name:                 "ferry",
+		Usage:                "put local services on the internet through your own relay",
+		Version:              env.Version,
+		Writer:               env.Stdout,
+		ErrWriter:            env.Stderr,
+		Flags:                globalFlags(),
+		EnableBashCompletion: true,
+		HideHelpCommand:      true,
+		ExitErrHandler:       func(*cli.Context, error) {}, // Main prints and picks the code
+		OnUsageError: func(c *cli.Context, err error, _ bool) error {
+			return usageErr("%v (see ferry %s --help)", err, c.Command.Name)
+		},
+		Commands: []*cli.Command{
+			{
+				Name:      "http",
+				Usage:     "expose a local HTTP server",
+				ArgsUsage: "PORT|HOST:PORT|URL",
+				Flags:     tunnelFlags(domain),
+				Action:    func(c *cli.Context) error { return runTunnel(c, env, "http") },
+			},
+			{
+				Name:      "tcp",
+				Usage:     "expose a local TCP service",
+				ArgsUsage: "PORT|HOST:PORT",
+				Flags: tunnelFlags(&cli.StringFlag{Name: "remote-addr", Usage: "public address `HOST:PORT` to bind (a port in the relay's range; default: any free port)"}),
+				Action: func(c *cli.Context) error { return runTunnel(c, env, "tcp") },
+			},
+			{
+				Name:      "tls",
+				Usage:     "expose a local TLS service, routed by SNI",
+				ArgsUsage: "PORT|HOST:PORT",
+				Flags: tunnelFlags(domain,
+					&cli.StringFlag{Name: "crt", Usage: "PEM certificate `FILE`: the agent terminates TLS with it (the relay never sees the key)"},
+					&cli.StringFlag{Name: "key", Usage: "PEM private key `FILE` for --crt"},
+					&cli.StringFlag{Name: "mutual-tls-cas", Usage: "PEM `FILE` of CAs; clients must present a certificate signed by one"},
+					&cli.StringFlag{Name: "terminate-at", Usage: "where TLS is terminated: edge, agent or upstream (default: agent with --crt/--key, else upstream)"},
+				),
+				Action: func(c *cli.Context) error { return runTunnel(c, env, "tls") },
+			},
+			{
+				Name:  "config",
+				Usage: "manage the configuration file",
+				Subcommands: []*cli.Command{
+					{
+						Name: "add-authtoken", Usage: "save an authtoken in the configuration file", ArgsUsage: "TOKEN",
+						Flags: globalFlags(),
+						Action: func(c *cli.Context) error {
+							if c.NArg() != 1 {
+								return usageErr("usage: ferry config add-authtoken TOKEN")
+							}
+							path, _ := configPath(c)
+							if err := config.AddAuthtoken(path, c.Args().First()); err != nil {
+								return err
+							}
+							fmt.Fprintf(env.Stdout, "Authtoken saved to configuration file: %s\n", path)
+							return nil
+						},
+					},
+					{
+						Name: "check", Usage: "check the configuration file", Flags: globalFlags(),
+						Action: func(c *cli.Context) error {
+							path, named := configPath(c)
+							f, err := config.Load(path, named)
+							if err != nil {
+								return usageErr("%v", err)
+							}
+							if errs := f.Check(); len(errs) > 0 {
+								return usageErr("%v", errors.Join(errs...))
+							}
+							fmt.Fprintf(env.Stdout, "Valid configuration file at %s\n", path)
+							return nil
+						},
+					},
+				},
+			},
+			{
+				Name:  "version",
+				Usage: "print the version",
+				Action: func(c *cli.Context) error {
+					fmt.Fprintf(env.Stdout, "ferry version %s\n", env.Version)
+					return nil
+				},
+			},
+		},
+	}
+	return app
+}
+
+// lookup returns a global flag's value: set on the command, else on the app, else its env
+// var or default as seen by the command.
+func lookup(c *cli.Context, name string) string {
+	for _, cc := range c.Lineage() {
+		if cc.IsSet(name) {
+			return cc.String(name)
+		}
+	}
+	return c.String(name)
+}
+
+func configPath(c *cli.Context) (string, bool) {
+	if p := lookup(c, "config"); p != "" {
+		return p, true
+	}
+	return config.DefaultPath(), false
+}
+
+// runTunnel starts one tunnel from the command line and serves until interrupted.
+func runTunnel(c *cli.Context, env Env, proto string) error {
+	if c.NArg() != 1 {
+		return usageErr("ferry %s needs exactly one upstream (%s), got %d arguments: %q", proto, c.Command.ArgsUsage, c.NArg(), c.Args().Slice())
+	}
+	path, named := configPath(c)
+	file, err := config.Load(path, named)
+	if err != nil {
+		return usageErr("%v", err)
+	}
+	if errs := file.Check(); len(errs) > 0 {
+		return usageErr("%v (run `ferry config check`)", errors.Join(errs...))
+	}
+	pick := func(name, fromFile string) string {
+		if v := lookup(c, name); v != "" && (c.IsSet(name) || fromFile == "" || isEnvSet(name)) {
+			return v
+		}
+		return fromFile
+	}
+	relay := pick("relay", file.Relay)
+	token := pick("authtoken", file.Authtoken)
+	relayCA := pick("relay-ca", file.RelayCA)
+	if relay == "" {
+		return usageErr("no relay: pass --relay HOST:PORT, set FERRY_RELAY, or put relay = \"HOST:PORT\" in %s", path)
+	}
+	if token == "" {
+		return usageErr("no authtoken: pass --authtoken TOKEN, set FERRY_AUTHTOKEN, or run `ferry config add-authtoken TOKEN` (create one on the relay with `ferry-relay token create`)")
+	}
+
+	addr, err := forward.ParseAddr(proto, c.Args().First())
+	if err != nil {
+		return usageErr("%v", err)
+	}
+	t := &forward.Tunnel{Name: proto + "-" + c.Args().First(), Proto: proto, Addr: addr,
+		Domain: c.String("domain"), RemoteAddr: c.String("remote-addr"), TerminateAt: c.String("terminate-at")}
+	if proto == "tls" {
+		if (c.String("crt") == "") != (c.String("key") == "") {
+			return usageErr("--crt and --key go together: give both, or neither to pass TLS through to the upstream")
+		}
+		if c.String("crt") != "" {
+			cert, err := tlsconf.LoadServerCert(c.String("crt"), c.String("key"))
+			if err != nil {
+				return usageErr("%v", err)
+			}
+			t.Cert = &cert
+		}
+		if f := c.String("mutual-tls-cas"); f != "" {
+			pool, pemData, err := tlsconf.LoadCAs(f, "--mutual-tls-cas")
+			if err != nil {
+				return usageErr("%v", err)
+			}
+			t.ClientCAs, t.ClientCAsPEM = pool, pemData
+		}
+	}
+	if err := t.Prepare(); err != nil {
+		return usageErr("%v", err)
+	}
+
+	var roots *x509.CertPool
+	if relayCA != "" {
+		roots, _, err = tlsconf.LoadCAs(relayCA, "--relay-ca")
+		if err != nil {
+			return usageErr("%v", err)
+		}
+	}
+	log, closeLog, err := openLog(c, env, file)
+	if err != nil {
+		return usageErr("%v", err)
+	}
+	defer closeLog()
+
+	apiAddr := pick("api-addr", file.APIAddr)
+	var client *session.Client
+	apiURL := ""
+	var apiSrv *http.Server
+	if apiAddr != "" && apiAddr != "false" {
+		ln, err := net.Listen("tcp", apiAddr)
+		if err != nil {
+			log.Warn("local API disabled: address in use; pass --api-addr HOST:PORT or --api-addr false", "addr", apiAddr, "err", err)
+		} else {
+			apiURL = "http://" + ln.Addr().String()
+			apiSrv = &http.Server{Handler: api.Handler(lazyLister{&client}), ReadHeaderTimeout: 5 * time.Second}
+			go apiSrv.Serve(ln) //nolint:errcheck // ends with Close
+			defer apiSrv.Close()
+		}
+	}
+
+	client = session.New(session.Config{
+		Relay: relay, Authtoken: token, RootCAs: roots, Tunnels: []*forward.Tunnel{t},
+		Log: log, Version: env.Version,
+		OnReady: func(st []session.Status) {
+			if !env.Terminal {
+				return
+			}
+			s := console.Status{Relay: relay, Version: env.Version, APIURL: apiURL}
+			for _, x := range st {
+				for _, u := range x.URLs {
+					s.Forwards = append(s.Forwards, console.Forward{URL: u, Upstream: x.Tunnel.Upstream()})
+				}
+			}
+			console.PrintStatus(env.Stdout, s)
+		},
+	})
+	return client.Run(c.Context)
+}
+
+func isEnvSet(flag string) bool {
+	name := map[string]string{"relay": "FERRY_RELAY", "authtoken": "FERRY_AUTHTOKEN", "relay-ca": "FERRY_RELAY_CA"}[flag]
+	return name != "" && os.Getenv(name) != ""
+}
+
+// lazyLister lets the API start before the client exists.
+type lazyLister struct{ c **session.Client }
+
+func (l lazyLister) Tunnels() []session.Status {
+	if *l.c == nil {
+		return nil
+	}
+	return (*l.c).Tunnels()
+}
+
+// openLog builds the logger from --log, --log-format and --log-level (flags over file).
+func openLog(c *cli.Context, env Env, file *config.File) (*slog.Logger, func(), error) {
+	dest := firstNonEmpty(setValue(c, "log"), file.Log)
+	format := firstNonEmpty(setValue(c, "log-format"), file.LogFormat)
+	level := firstNonEmpty(setValue(c, "log-level"), file.LogLevel, "info")
+	if dest == "" {
+		dest = "stdout"
+		if env.Terminal {
+			dest = "false" // the status block is the output; --log stdout to see logs too
+		}
+	}
+	if format == "" {
+		format = "logfmt"
+		if env.Terminal && dest != "false" {
+			format = "term"
+		}
+	}
+	lvl, err := console.ParseLevel(level)
+	if err != nil {
+		return nil, nil, err
+	}
+	var w io.Writer
+	closer := func() {}
+	switch dest {
+	case "stdout":
+		w = env.Stdout
+	case "stderr":
+		w = env.Stderr
+	case "false", "none":
+		w = io.Discard
+	default:
+		f, err := os.OpenFile(dest, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--log %s: %w", dest, err)
+		}
+		w = f
+		closer = func() { f.Close() }
+	}
+	log, err := console.NewLogger(w, format, lvl)
+	if err != nil {
+		return nil, nil, err
+	}
+	return log, closer, nil
+}
+
+func setValue(c *cli.Context, name string) string {
+	for _, cc := range c.Lineage() {
+		if cc.IsSet(name) {
+			return cc.String(name)
+		}
+	}
+	return ""
+}
+
+func firstNonEmpty(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
+}

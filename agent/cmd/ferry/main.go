@@ -1,0 +1,24 @@
+// Command ferry is the agent: it puts local services on the internet through a ferry relay.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/ferrytunnel/ferry/agent/cli"
+	"github.com/ferrytunnel/ferry/agent/console"
+)
+
+// version is stamped by the linker: -X main.version=...
+var version = "dev"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := cli.Main(ctx, os.Args, cli.Env{
+		Stdout: os.Stdout, Stderr: os.Stderr, Terminal: console.IsTerminal(os.Stdout), Version: version,
+	})
+	stop()
+	os.Exit(code)
+}

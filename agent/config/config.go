@@ -1,0 +1,150 @@
+// Package config is the agent's configuration file (TOML): where it lives, how it is
+// loaded (unknown keys are an error with file:line), checked and edited.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+
+	relayconfig "github.com/ferrytunnel/ferry/relay/config"
+)
+
+// File is the agent configuration file. Flags override it; it overrides the defaults.
+type File struct {
+	// Version is the file format version, "1".
+	Version string `toml:"version"`
+	// Authtoken authenticates the agent with the relay.
+	Authtoken string `toml:"authtoken"`
+	// Relay is the relay's address, HOST:PORT.
+	Relay string `toml:"relay"`
+	// RelayCA is a PEM file of CAs that sign the relay's certificate (default: system roots).
+	RelayCA string `toml:"relay_ca"`
+	// APIAddr is the local API address (default 127.0.0.1:4040; "false" disables).
+	APIAddr string `toml:"api_addr"`
+	// Log, LogFormat and LogLevel are as the --log, --log-format and --log-level flags.
+	Log       string `toml:"log"`
+	LogFormat string `toml:"log_format"`
+	LogLevel  string `toml:"log_level"`
+	// Tunnels are named tunnels.
+	Tunnels map[string]Tunnel `toml:"tunnels"`
+
+	// Path is where the file was read from; Line maps "tunnels.NAME.key" and "key" to lines.
+	Path string         `toml:"-"`
+	data []byte         `toml:"-"`
+	md   *toml.MetaData `toml:"-"`
+}
+
+// Tunnel is one named tunnel in the file.
+type Tunnel struct {
+	Proto        string `toml:"proto"`
+	Addr         string `toml:"addr"`
+	Domain       string `toml:"domain"`
+	RemoteAddr   string `toml:"remote_addr"`
+	Crt          string `toml:"crt"`
+	Key          string `toml:"key"`
+	MutualTLSCAs string `toml:"mutual_tls_cas"`
+	TerminateAt  string `toml:"terminate_at"`
+}
+
+// DefaultPath is $XDG_CONFIG_HOME/ferry/ferry.toml, or ~/.config/ferry/ferry.toml.
+func DefaultPath() string {
+	dir := os.Getenv("XDG_CONFIG_HOME")
+	if dir == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return filepath.Join(".config", "ferry", "ferry.toml")
+		}
+		dir = filepath.Join(home, ".config")
+	}
+	return filepath.Join(dir, "ferry", "ferry.toml")
+}
+
+// Load reads path. A missing file at the default path is not an error (an empty File);
+// a missing file the user named with --config is.
+func Load(path string, named bool) (*File, error) {
+	f := &File{Path: path}
+	data, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) && !named {
+		return f, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("config file: %w", err)
+	}
+	f.data = data
+	md, err := toml.Decode(string(data), f)
+	if err != nil {
+		var perr toml.ParseError
+		if errors.As(err, &perr) {
+			return nil, fmt.Errorf("%s:%d: %s", path, perr.Position.Line, perr.Message)
+		}
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	f.md = &md
+	return f, nil
+}
+
+// Check returns every problem in the file, each naming file:line and the fix.
+func (f *File) Check() []error {
+	var errs []error
+	at := func(k toml.Key) string {
+		return fmt.Sprintf("%s:%d", f.Path, relayconfig.KeyLine(f.data, k))
+	}
+	if f.md != nil {
+		for _, k := range f.md.Undecoded() {
+			errs = append(errs, fmt.Errorf("%s: unknown key %q: see docs/agent.md for the keys of the configuration file", at(k), k.String()))
+		}
+	}
+	if f.Version != "" && f.Version != "1" {
+		errs = append(errs, fmt.Errorf("%s: version %q: this agent reads version \"1\"", at(toml.Key{"version"}), f.Version))
+	}
+	for name, t := range f.Tunnels {
+		switch t.Proto {
+		case "http", "tcp", "tls":
+		default:
+			errs = append(errs, fmt.Errorf("%s: tunnels.%s.proto %q: want http, tcp or tls", at(toml.Key{"tunnels", name, "proto"}), name, t.Proto))
+		}
+		if t.Addr == "" {
+			errs = append(errs, fmt.Errorf("%s: tunnels.%s: addr is required (a port, HOST:PORT or URL)", at(toml.Key{"tunnels", name}), name))
+		}
+		switch t.TerminateAt {
+		case "", "edge", "agent", "upstream":
+		default:
+			errs = append(errs, fmt.Errorf("%s: tunnels.%s.terminate_at %q: want edge, agent or upstream", at(toml.Key{"tunnels", name, "terminate_at"}), name, t.TerminateAt))
+		}
+	}
+	return errs
+}
+
+var authtokenLine = regexp.MustCompile(`(?m)^\s*authtoken\s*=.*$`)
+
+// AddAuthtoken writes token into the file at path, keeping everything else as it is
+// (creating the file, mode 0600, and its directory if needed).
+func AddAuthtoken(path, token string) error {
+	if token == "" || strings.ContainsAny(token, "\"\n\\") {
+		return errors.New("authtoken is empty or has a quote, backslash or newline in it")
+	}
+	data, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	line := fmt.Sprintf("authtoken = %q", token)
+	var out string
+	switch {
+	case len(data) == 0:
+		out = "version = \"1\"\n" + line + "\n"
+	case authtokenLine.Match(data):
+		out = authtokenLine.ReplaceAllLiteralString(string(data), line)
+	default:
+		out = line + "\n" + string(data)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	return os.WriteFile(path, []byte(out), 0o600)
+}

@@ -1,0 +1,212 @@
+// Package forward is the agent's data path: for each stream the relay opens, it reads
+// the stream header, dials the tunnel's local upstream, optionally terminates TLS (with
+// the user's certificate, and mutual TLS), and copies bytes both ways.
+package forward
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/ferrytunnel/ferry/protocol"
+	"github.com/ferrytunnel/ferry/protocol/transport"
+)
+
+// DialTimeout bounds the dial to a local upstream.
+const DialTimeout = 10 * time.Second
+
+// HandshakeTimeout bounds a TLS handshake the agent terminates.
+const HandshakeTimeout = 10 * time.Second
+
+// Tunnel is one tunnel the agent serves: what to bind on the relay and where to forward.
+type Tunnel struct {
+	// Name identifies the tunnel locally (e.g. "http-8080" or a config-file name).
+	Name string
+	// Proto is http, tcp or tls.
+	Proto string
+	// Addr is the upstream, HOST:PORT.
+	Addr string
+	// Domain is the requested hostname (http, tls); RemoteAddr the requested address (tcp).
+	Domain     string
+	RemoteAddr string
+	// TerminateAt is edge, agent or upstream (tls).
+	TerminateAt string
+	// Cert terminates TLS at the agent (--crt/--key).
+	Cert *tls.Certificate
+	// ClientCAs requires client certificates at the agent (--mutual-tls-cas with agent termination).
+	ClientCAs *x509.CertPool
+	// ClientCAsPEM is sent to the relay for mutual TLS at the edge.
+	ClientCAsPEM []byte
+
+	// Conns counts open connections; Total all connections so far.
+	Conns, Total atomic.Int64
+
+	tlsConf *tls.Config
+}
+
+// Upstream returns the URL shown to people for the upstream.
+func (t *Tunnel) Upstream() string {
+	switch {
+	case t.Proto == protocol.ProtoHTTP:
+		return "http://" + t.Addr
+	case t.Cert != nil:
+		return "tcp://" + t.Addr + " (TLS terminated by the agent)"
+	default:
+		return t.Proto + "://" + t.Addr
+	}
+}
+
+// Bind returns the Bind message for this tunnel.
+func (t *Tunnel) Bind(id uint32) *protocol.Bind {
+	return &protocol.Bind{TunnelID: id, Name: t.Name, Proto: t.Proto, Domain: t.Domain,
+		RemoteAddr: t.RemoteAddr, TerminateAt: t.TerminateAt, MutualTLSCAs: string(t.ClientCAsPEM)}
+}
+
+// Prepare checks the tunnel's options and builds its TLS configuration.
+func (t *Tunnel) Prepare() error {
+	switch t.Proto {
+	case protocol.ProtoHTTP, protocol.ProtoTCP:
+		if t.Cert != nil || t.ClientCAs != nil || t.TerminateAt != "" {
+			return fmt.Errorf("--crt, --key, --mutual-tls-cas and --terminate-at are for tls tunnels")
+		}
+	case protocol.ProtoTLS:
+		if t.TerminateAt == "" {
+			t.TerminateAt = protocol.TerminateUpstream
+			if t.Cert != nil {
+				t.TerminateAt = protocol.TerminateAgent
+			}
+		}
+		switch t.TerminateAt {
+		case protocol.TerminateAgent:
+			if t.Cert == nil {
+				return fmt.Errorf("--terminate-at agent needs --crt and --key: the certificate and key the agent terminates TLS with")
+			}
+		case protocol.TerminateUpstream:
+			if t.Cert != nil {
+				return fmt.Errorf("--terminate-at upstream passes TLS through untouched, so --crt/--key would not be used: drop them, or use --terminate-at agent")
+			}
+			if t.ClientCAs != nil {
+				return fmt.Errorf("--mutual-tls-cas needs TLS terminated by ferry: add --crt/--key (agent) or --terminate-at edge")
+			}
+		case protocol.TerminateEdge:
+			if t.Cert != nil {
+				return fmt.Errorf("--terminate-at edge: the relay terminates TLS with its own certificate and never holds your key; drop --crt/--key, or use --terminate-at agent")
+			}
+		default:
+			return fmt.Errorf("--terminate-at %q: want edge, agent or upstream", t.TerminateAt)
+		}
+		if t.Cert != nil {
+			t.tlsConf = &tls.Config{Certificates: []tls.Certificate{*t.Cert}, MinVersion: tls.VersionTLS12}
+			if t.ClientCAs != nil {
+				t.tlsConf.ClientCAs = t.ClientCAs
+				t.tlsConf.ClientAuth = tls.RequireAndVerifyClientCert
+			}
+		}
+		if t.TerminateAt != protocol.TerminateEdge {
+			t.ClientCAsPEM = nil // enforced here, not at the edge
+		}
+	default:
+		return fmt.Errorf("proto %q: want http, tcp or tls", t.Proto)
+	}
+	return nil
+}
+
+// ParseAddr turns what the user typed (PORT, HOST:PORT, or a URL) into HOST:PORT.
+func ParseAddr(proto, s string) (string, error) {
+	if s == "" {
+		return "", fmt.Errorf("missing upstream: give a port (8080), HOST:PORT or a URL")
+	}
+	if p, err := strconv.Atoi(s); err == nil {
+		if p < 1 || p > 65535 {
+			return "", fmt.Errorf("port %d: want 1-65535", p)
+		}
+		return net.JoinHostPort("localhost", s), nil
+	}
+	if strings.Contains(s, "://") {
+		u, err := url.Parse(s)
+		if err != nil {
+			return "", fmt.Errorf("upstream %q: %w", s, err)
+		}
+		def := map[string]string{"http": "80", "tcp": "", "tls": ""}
+		d, ok := def[u.Scheme]
+		if !ok {
+			return "", fmt.Errorf("upstream %q: scheme %q is not supported; use http://HOST:PORT or HOST:PORT", s, u.Scheme)
+		}
+		if u.Path != "" && u.Path != "/" {
+			return "", fmt.Errorf("upstream %q: a path is not supported; give HOST:PORT", s)
+		}
+		host, port := u.Hostname(), u.Port()
+		if port == "" {
+			port = d
+		}
+		if host == "" || port == "" {
+			return "", fmt.Errorf("upstream %q: want %s://HOST:PORT", s, u.Scheme)
+		}
+		return net.JoinHostPort(host, port), nil
+	}
+	host, port, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", fmt.Errorf("upstream %q: want a port (8080), HOST:PORT or a URL", s)
+	}
+	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+		return "", fmt.Errorf("upstream %q: port must be 1-65535", s)
+	}
+	if host == "" {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port), nil
+}
+
+// Serve handles one stream the relay opened for t: dial, answer, (terminate TLS), copy.
+func Serve(ctx context.Context, t *Tunnel, st transport.Stream, h protocol.StreamHeader, log *slog.Logger) {
+	t.Conns.Add(1)
+	t.Total.Add(1)
+	defer t.Conns.Add(-1)
+	d := net.Dialer{Timeout: DialTimeout}
+	up, err := d.DialContext(ctx, "tcp", t.Addr)
+	if err != nil {
+		log.Warn("upstream unreachable", "tunnel", t.Name, "upstream", t.Addr, "remote", h.ClientAddr, "err", err)
+		resp := protocol.StreamResp{Code: protocol.CodeUpstreamRefused, Message: fmt.Sprintf("dial %s: %v", t.Addr, unwrapOp(err))}
+		st.Write(resp.AppendFrame(nil)) //nolint:errcheck // the stream ends either way
+		st.CloseWrite()
+		st.Close()
+		return
+	}
+	if err := protocol.WriteStreamOK(st); err != nil {
+		up.Close()
+		st.Close()
+		return
+	}
+	var client net.Conn = st
+	if h.Proto == protocol.StreamTLS && t.tlsConf != nil {
+		tc := tls.Server(st, t.tlsConf)
+		hctx, cancel := context.WithTimeout(ctx, HandshakeTimeout)
+		err := tc.HandshakeContext(hctx)
+		cancel()
+		if err != nil {
+			log.Info("TLS handshake failed", "tunnel", t.Name, "remote", h.ClientAddr, "err", err)
+			tc.Close()
+			up.Close()
+			return
+		}
+		client = tc
+	}
+	in, out := transport.Join(client, up)
+	log.Debug("connection closed", "tunnel", t.Name, "remote", h.ClientAddr, "bytes_in", in, "bytes_out", out)
+}
+
+// unwrapOp drops the "dial tcp" prefix net.OpError adds, keeping the cause.
+func unwrapOp(err error) error {
+	if oe, ok := err.(*net.OpError); ok && oe.Err != nil {
+		return oe.Err
+	}
+	return err
+}

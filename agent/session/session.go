@@ -1,0 +1,462 @@
+// Package session is the agent's connection to a relay: it dials (with backoff), says
+// Hello, authenticates, binds the tunnels, serves the streams the relay opens, measures
+// round-trip time with heartbeats, and reconnects (rebinding the same names) when the
+// transport is lost.
+package session
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	mathrand "math/rand/v2"
+	"net"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/ferrytunnel/ferry/agent/forward"
+	"github.com/ferrytunnel/ferry/protocol"
+	"github.com/ferrytunnel/ferry/protocol/transport"
+)
+
+// Config configures a Client.
+type Config struct {
+	// Relay is the relay's QUIC address, HOST:PORT.
+	Relay     string
+	Authtoken string
+	// RootCAs verifies the relay's certificate; nil means the system roots.
+	RootCAs *x509.CertPool
+	Tunnels []*forward.Tunnel
+	Log     *slog.Logger
+	Version string
+	// ConnectAttempts is how many times the first connection is tried before Run gives up
+	// (default 4, with 1s, 2s, 4s backoff between). After a session was up, the client
+	// reconnects until its context ends.
+	ConnectAttempts int
+	// HeartbeatInterval is how often RTT is measured (default 10s).
+	HeartbeatInterval time.Duration
+	// Backoff is the first reconnect delay (default 1s); it doubles up to 30s, with jitter.
+	Backoff time.Duration
+	// OnReady is called each time every tunnel is bound (first start and after a reconnect).
+	OnReady func([]Status)
+	// Dial replaces the QUIC dial (tests).
+	Dial func(ctx context.Context, addr string, conf *tls.Config) (transport.Session, error)
+}
+
+// Status is one tunnel as the relay bound it.
+type Status struct {
+	Tunnel *forward.Tunnel
+	URLs   []string
+}
+
+// Error is a failure with a kind the command line maps to an exit code.
+type Error struct {
+	Kind Kind
+	Err  error
+}
+
+func (e *Error) Error() string { return e.Err.Error() }
+func (e *Error) Unwrap() error { return e.Err }
+
+// Kind classifies errors that end Run.
+type Kind int
+
+// Kinds of Error.
+const (
+	KindOther Kind = iota
+	KindAuth
+	KindUnreachable
+	KindBind
+	KindUntrusted
+	KindVersion
+)
+
+// Client is the agent's session with one relay.
+type Client struct {
+	cfg  Config
+	log  *slog.Logger
+	rtt  atomic.Int64 // nanoseconds
+	mu   sync.Mutex
+	urls map[*forward.Tunnel][]string
+	live atomic.Bool
+}
+
+// New returns a client; call Run.
+func New(cfg Config) *Client {
+	if cfg.ConnectAttempts == 0 {
+		cfg.ConnectAttempts = 4
+	}
+	if cfg.HeartbeatInterval == 0 {
+		cfg.HeartbeatInterval = 10 * time.Second
+	}
+	if cfg.Backoff == 0 {
+		cfg.Backoff = time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Dial == nil {
+		cfg.Dial = func(ctx context.Context, addr string, conf *tls.Config) (transport.Session, error) {
+			return transport.DialQUIC(ctx, addr, conf)
+		}
+	}
+	return &Client{cfg: cfg, log: cfg.Log, urls: make(map[*forward.Tunnel][]string)}
+}
+
+// RTT returns the last measured round-trip time to the relay (0 before the first).
+func (c *Client) RTT() time.Duration { return time.Duration(c.rtt.Load()) }
+
+// Connected reports whether a session is up.
+func (c *Client) Connected() bool { return c.live.Load() }
+
+// Tunnels returns the tunnels with their current public URLs.
+func (c *Client) Tunnels() []Status {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := make([]Status, 0, len(c.cfg.Tunnels))
+	for _, t := range c.cfg.Tunnels {
+		out = append(out, Status{Tunnel: t, URLs: c.urls[t]})
+	}
+	return out
+}
+
+// Run connects and serves until ctx ends (returning nil) or a permanent error: the
+// relay refused the authtoken, a bind, or the protocol version; or the first connection
+// could not be made after ConnectAttempts tries.
+func (c *Client) Run(ctx context.Context) error {
+	for _, t := range c.cfg.Tunnels {
+		if err := t.Prepare(); err != nil {
+			return &Error{Kind: KindBind, Err: fmt.Errorf("tunnel %s: %w", t.Name, err)}
+		}
+	}
+	established := false
+	delay := c.cfg.Backoff
+	for attempt := 1; ; attempt++ {
+		start := time.Now()
+		err := c.runSession(ctx, &established)
+		if ctx.Err() != nil {
+			return nil
+		}
+		var e *Error
+		if errors.As(err, &e) && e.Kind != KindUnreachable {
+			return err // permanent: retrying would fail the same way
+		}
+		if !established && attempt >= c.cfg.ConnectAttempts {
+			return err
+		}
+		if time.Since(start) > time.Minute {
+			delay = c.cfg.Backoff // the session was up for a while: start backing off afresh
+			attempt = 1
+		}
+		wait := delay/2 + mathrand.N(delay/2+1) // jitter: [delay/2, delay]
+		c.log.Warn("relay connection lost, reconnecting", "relay", c.cfg.Relay, "err", err, "retry_in", wait.Round(time.Millisecond))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		delay = min(2*delay, 30*time.Second)
+	}
+}
+
+func (c *Client) runSession(ctx context.Context, established *bool) error {
+	host, _, err := net.SplitHostPort(c.cfg.Relay)
+	if err != nil {
+		return &Error{Kind: KindOther, Err: fmt.Errorf("--relay %q: want HOST:PORT, e.g. relay.example.com:443", c.cfg.Relay)}
+	}
+	conf := &tls.Config{ServerName: host, RootCAs: c.cfg.RootCAs, MinVersion: tls.VersionTLS13}
+	dctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	sess, err := c.cfg.Dial(dctx, c.cfg.Relay, conf)
+	cancel()
+	if err != nil {
+		return c.dialError(err)
+	}
+	defer sess.CloseWithError(protocol.CodeClosed, "agent closing")
+	ctrl, err := sess.OpenStream(ctx)
+	if err != nil {
+		return &Error{Kind: KindUnreachable, Err: fmt.Errorf("open control stream: %w", err)}
+	}
+	if err := c.handshake(ctrl); err != nil {
+		return err
+	}
+
+	// From here one goroutine reads the control stream; writes are serialised.
+	cs := &control{st: ctrl, pending: make(map[uint32]chan *protocol.BindResp), pings: make(map[uint64]time.Time)}
+	readErr := make(chan error, 1)
+	go func() { readErr <- cs.readLoop(c) }()
+
+	sctx, scancel := context.WithCancel(ctx)
+	defer scancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	// Runs before wg.Wait: ending the session ends the streams the goroutines serve.
+	defer sess.CloseWithError(protocol.CodeClosed, "agent closing")
+	wg.Go(func() { c.acceptLoop(sctx, sess) })
+
+	if err := c.bindAll(sctx, cs); err != nil {
+		return err
+	}
+	*established = true
+	c.live.Store(true)
+	defer c.live.Store(false)
+	if c.cfg.OnReady != nil {
+		c.cfg.OnReady(c.Tunnels())
+	}
+	wg.Go(func() { c.heartbeat(sctx, cs) })
+
+	select {
+	case <-ctx.Done():
+		sess.CloseWithError(protocol.CodeClosed, "agent shutting down")
+		return nil
+	case err := <-readErr:
+		scancel()
+		return &Error{Kind: KindUnreachable, Err: err}
+	case <-sess.Context().Done():
+		scancel()
+		return &Error{Kind: KindUnreachable, Err: transport.SessionError(context.Cause(sess.Context()))}
+	}
+}
+
+func (c *Client) dialError(err error) error {
+	var uae x509.UnknownAuthorityError
+	var cve *tls.CertificateVerificationError
+	var hne x509.HostnameError
+	switch {
+	case errors.As(err, &uae) || errors.As(err, &cve) && errors.As(cve.Err, &uae):
+		return &Error{Kind: KindUntrusted, Err: fmt.Errorf("relay %s presented a certificate this agent does not trust (%v): pass the relay's CA with --relay-ca FILE or FERRY_RELAY_CA (a dev relay prints it: DATA/ca.pem)", c.cfg.Relay, err)}
+	case errors.As(err, &hne):
+		return &Error{Kind: KindUntrusted, Err: fmt.Errorf("relay certificate does not match %s (%v): use the relay's name in --relay, as printed by ferry-relay", c.cfg.Relay, err)}
+	case errors.As(err, &cve):
+		return &Error{Kind: KindUntrusted, Err: fmt.Errorf("relay certificate rejected (%v): check --relay-ca and the relay's --tls-cert", err)}
+	case transport.IsALPNMismatch(err):
+		return &Error{Kind: KindVersion, Err: fmt.Errorf("relay %s does not speak %s: it is not a ferry relay, or too old for this agent", c.cfg.Relay, protocol.ALPN)}
+	}
+	return &Error{Kind: KindUnreachable, Err: fmt.Errorf("relay %s unreachable: %v (is ferry-relay running, and is UDP to that port open?)", c.cfg.Relay, err)}
+}
+
+func (c *Client) handshake(ctrl transport.Stream) error {
+	ctrl.SetDeadline(time.Now().Add(10 * time.Second))
+	defer ctrl.SetDeadline(time.Time{})
+	hello := protocol.Hello{Version: protocol.Version, MinVersion: protocol.MinVersion,
+		AgentVersion: c.cfg.Version, OS: runtime.GOOS, Arch: runtime.GOARCH}
+	if err := protocol.WriteMsg(ctrl, protocol.TypeHello, &hello); err != nil {
+		return &Error{Kind: KindUnreachable, Err: fmt.Errorf("send hello: %w", err)}
+	}
+	var hr protocol.HelloResp
+	if err := protocol.ReadMsg(ctrl, protocol.MaxControlFrame, protocol.TypeHelloResp, &hr); err != nil {
+		return classify("hello", err)
+	}
+	if err := protocol.WriteMsg(ctrl, protocol.TypeAuth, &protocol.Auth{Authtoken: c.cfg.Authtoken}); err != nil {
+		return &Error{Kind: KindUnreachable, Err: fmt.Errorf("send auth: %w", err)}
+	}
+	var ar protocol.AuthResp
+	if err := protocol.ReadMsg(ctrl, protocol.MaxControlFrame, protocol.TypeAuthResp, &ar); err != nil {
+		return classify("auth", err)
+	}
+	c.log.Info("session established", "relay", c.cfg.Relay, "session", ar.SessionID, "relay_version", hr.RelayVersion)
+	return nil
+}
+
+func classify(step string, err error) error {
+	var perr *protocol.Error
+	if errors.As(err, &perr) {
+		switch perr.Code {
+		case protocol.CodeAuthFailed:
+			return &Error{Kind: KindAuth, Err: perr}
+		case protocol.CodeVersionMismatch:
+			return &Error{Kind: KindVersion, Err: perr}
+		}
+		return &Error{Kind: KindOther, Err: perr}
+	}
+	return &Error{Kind: KindUnreachable, Err: fmt.Errorf("%s: %w", step, err)}
+}
+
+// bindAll binds every tunnel; after a reconnect it asks for the names it had before.
+func (c *Client) bindAll(ctx context.Context, cs *control) error {
+	for i, t := range c.cfg.Tunnels {
+		b := t.Bind(uint32(i + 1))
+		c.mu.Lock()
+		prev := c.urls[t]
+		c.mu.Unlock()
+		if len(prev) > 0 { // keep the same public URL across reconnects
+			if h, p := hostPort(prev[0]); t.Proto == protocol.ProtoTCP {
+				b.RemoteAddr = net.JoinHostPort(h, p)
+			} else if b.Domain == "" {
+				b.Domain = h
+			}
+		}
+		resp, err := cs.bind(ctx, b)
+		if err != nil {
+			return &Error{Kind: KindUnreachable, Err: fmt.Errorf("bind %s: %w", t.Name, err)}
+		}
+		if resp.Error != nil {
+			return &Error{Kind: KindBind, Err: fmt.Errorf("tunnel %s refused by the relay: %s", t.Name, resp.Error.Message)}
+		}
+		for _, w := range resp.Warnings {
+			c.log.Warn(w, "tunnel", t.Name)
+		}
+		c.mu.Lock()
+		c.urls[t] = resp.URLs
+		c.mu.Unlock()
+		for _, u := range resp.URLs {
+			c.log.Info("tunnel started", "name", t.Name, "url", u, "addr", t.Upstream())
+		}
+	}
+	return nil
+}
+
+func hostPort(u string) (string, string) {
+	_, rest, _ := strings.Cut(u, "://")
+	h, p, err := net.SplitHostPort(rest)
+	if err != nil {
+		return rest, ""
+	}
+	return h, p
+}
+
+func (c *Client) acceptLoop(ctx context.Context, sess transport.Session) {
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	for {
+		st, err := sess.AcceptStream(ctx)
+		if err != nil {
+			return
+		}
+		wg.Go(func() { c.serveStream(ctx, st) })
+	}
+}
+
+func (c *Client) serveStream(ctx context.Context, st transport.Stream) {
+	st.SetReadDeadline(time.Now().Add(10 * time.Second))
+	h, err := protocol.ReadStreamHeader(st)
+	st.SetReadDeadline(time.Time{})
+	if err != nil {
+		c.log.Warn("bad stream header from relay", "err", err)
+		st.Abort(protocol.CodeProtocol)
+		return
+	}
+	idx := int(h.TunnelID) - 1
+	if idx < 0 || idx >= len(c.cfg.Tunnels) {
+		resp := protocol.StreamResp{Code: protocol.CodeTunnelGone, Message: "no tunnel " + strconv.Itoa(int(h.TunnelID))}
+		st.Write(resp.AppendFrame(nil)) //nolint:errcheck
+		st.Close()
+		return
+	}
+	forward.Serve(ctx, c.cfg.Tunnels[idx], st, h, c.log)
+}
+
+func (c *Client) heartbeat(ctx context.Context, cs *control) {
+	tick := time.NewTicker(c.cfg.HeartbeatInterval)
+	defer tick.Stop()
+	for seq := uint64(1); ; seq++ {
+		if err := cs.ping(seq); err != nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// control is the agent's end of the control stream once authenticated.
+type control struct {
+	st      transport.Stream
+	wmu     sync.Mutex
+	mu      sync.Mutex
+	pending map[uint32]chan *protocol.BindResp
+	pings   map[uint64]time.Time
+}
+
+func (cs *control) write(t protocol.MsgType, m any) error {
+	cs.wmu.Lock()
+	defer cs.wmu.Unlock()
+	return protocol.WriteMsg(cs.st, t, m)
+}
+
+func (cs *control) bind(ctx context.Context, b *protocol.Bind) (*protocol.BindResp, error) {
+	ch := make(chan *protocol.BindResp, 1)
+	cs.mu.Lock()
+	cs.pending[b.TunnelID] = ch
+	cs.mu.Unlock()
+	if err := cs.write(protocol.TypeBind, b); err != nil {
+		return nil, err
+	}
+	select {
+	case r := <-ch:
+		return r, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(30 * time.Second):
+		return nil, errors.New("no answer from the relay within 30s")
+	}
+}
+
+func (cs *control) ping(seq uint64) error {
+	cs.mu.Lock()
+	cs.pings[seq] = time.Now()
+	cs.mu.Unlock()
+	return cs.write(protocol.TypeHeartbeat, &protocol.Heartbeat{Seq: seq})
+}
+
+func (cs *control) readLoop(c *Client) error {
+	for {
+		t, body, err := protocol.ReadFrame(cs.st, protocol.MaxControlFrame)
+		if err != nil {
+			return err
+		}
+		switch t {
+		case protocol.TypeBindResp:
+			var r protocol.BindResp
+			if err := protocol.Decode(t, body, &r); err != nil {
+				return err
+			}
+			cs.mu.Lock()
+			ch := cs.pending[r.TunnelID]
+			delete(cs.pending, r.TunnelID)
+			cs.mu.Unlock()
+			if ch != nil {
+				ch <- &r
+			}
+		case protocol.TypeHeartbeatAck:
+			var h protocol.Heartbeat
+			if err := protocol.Decode(t, body, &h); err != nil {
+				return err
+			}
+			cs.mu.Lock()
+			sent, ok := cs.pings[h.Seq]
+			delete(cs.pings, h.Seq)
+			cs.mu.Unlock()
+			if ok {
+				c.rtt.Store(int64(time.Since(sent)))
+			}
+		case protocol.TypeHeartbeat:
+			cs.wmu.Lock()
+			err := protocol.WriteFrame(cs.st, protocol.TypeHeartbeatAck, body)
+			cs.wmu.Unlock()
+			if err != nil {
+				return err
+			}
+		case protocol.TypeUnbindResp:
+		case protocol.TypeGoAway:
+			var g protocol.GoAway
+			protocol.Decode(t, body, &g) //nolint:errcheck
+			return fmt.Errorf("relay is going away: %s", g.Reason)
+		case protocol.TypeError:
+			var e protocol.Error
+			if err := protocol.Decode(t, body, &e); err != nil {
+				return err
+			}
+			return &e
+		default:
+			return protocol.Errorf(protocol.CodeProtocol, "unexpected %v from relay", t)
+		}
+	}
+}

@@ -1,0 +1,149 @@
+package protocol
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Tunnel protocols as they appear in Bind.Proto.
+const (
+	ProtoHTTP = "http"
+	ProtoTCP  = "tcp"
+	ProtoTLS  = "tls"
+)
+
+// Where a tls tunnel's TLS is terminated (Bind.TerminateAt).
+const (
+	TerminateEdge     = "edge"
+	TerminateAgent    = "agent"
+	TerminateUpstream = "upstream"
+)
+
+// Hello is the agent's first message (TypeHello).
+type Hello struct {
+	// Version is the highest protocol version the agent speaks; MinVersion the lowest.
+	Version    uint16 `json:"version"`
+	MinVersion uint16 `json:"min_version"`
+	// AgentVersion is the agent's release, e.g. "0.1.0", for logs and error messages.
+	AgentVersion string   `json:"agent_version"`
+	Capabilities []string `json:"capabilities,omitempty"`
+	OS           string   `json:"os,omitempty"`
+	Arch         string   `json:"arch,omitempty"`
+}
+
+func (h *Hello) validate() error {
+	if h.Version == 0 || h.MinVersion > h.Version {
+		return fmt.Errorf("version range %d..%d is empty", h.MinVersion, h.Version)
+	}
+	return nil
+}
+
+// HelloResp is the relay's answer to Hello (TypeHelloResp).
+type HelloResp struct {
+	// Version is the protocol version both sides use from now on.
+	Version      uint16   `json:"version"`
+	RelayVersion string   `json:"relay_version"`
+	Capabilities []string `json:"capabilities,omitempty"`
+}
+
+// Negotiate picks the highest version in both [minA, maxA] and [minB, maxB], or
+// returns a CodeVersionMismatch error that says which side must upgrade.
+func Negotiate(agentMin, agentMax, relayMin, relayMax uint16) (uint16, error) {
+	v := min(agentMax, relayMax)
+	if v >= agentMin && v >= relayMin {
+		return v, nil
+	}
+	if agentMax < relayMin {
+		return 0, Errorf(CodeVersionMismatch,
+			"agent speaks protocol %d..%d but this relay needs %d..%d: upgrade the ferry agent",
+			agentMin, agentMax, relayMin, relayMax)
+	}
+	return 0, Errorf(CodeVersionMismatch,
+		"agent needs protocol %d..%d but this relay speaks %d..%d: upgrade ferry-relay or use an older agent",
+		agentMin, agentMax, relayMin, relayMax)
+}
+
+// Auth authenticates the session (TypeAuth).
+type Auth struct {
+	Authtoken string `json:"authtoken"`
+}
+
+func (a *Auth) validate() error {
+	if a.Authtoken == "" {
+		return errors.New("authtoken is empty")
+	}
+	return nil
+}
+
+// AuthResp accepts the session (TypeAuthResp).
+type AuthResp struct {
+	SessionID string `json:"session_id"`
+	Account   string `json:"account,omitempty"`
+}
+
+// Bind asks the relay to start a tunnel (TypeBind).
+type Bind struct {
+	// TunnelID is chosen by the agent, unique within its session; the relay echoes it
+	// in BindResp and in every StreamHeader for this tunnel.
+	TunnelID uint32 `json:"tunnel_id"`
+	// Name is the agent's name for the tunnel, for logs.
+	Name  string `json:"name,omitempty"`
+	Proto string `json:"proto"`
+	// Domain is the requested hostname (http, tls): a full name, or "" for a random
+	// name under the relay's base domain.
+	Domain string `json:"domain,omitempty"`
+	// RemoteAddr is the requested public address (tcp), "" for any free port.
+	RemoteAddr string `json:"remote_addr,omitempty"`
+	// TerminateAt says where TLS is terminated for tls tunnels.
+	TerminateAt string `json:"terminate_at,omitempty"`
+	// MutualTLSCAs is a PEM bundle of CAs the relay requires client certificates to chain
+	// to (edge termination only).
+	MutualTLSCAs string            `json:"mutual_tls_cas,omitempty"`
+	Labels       map[string]string `json:"labels,omitempty"`
+}
+
+func (b *Bind) validate() error {
+	switch b.Proto {
+	case ProtoHTTP, ProtoTCP, ProtoTLS:
+	default:
+		return fmt.Errorf("proto %q: want http, tcp or tls", b.Proto)
+	}
+	switch b.TerminateAt {
+	case "", TerminateEdge, TerminateAgent, TerminateUpstream:
+	default:
+		return fmt.Errorf("terminate_at %q: want edge, agent or upstream", b.TerminateAt)
+	}
+	if len(b.Domain) > 253 {
+		return fmt.Errorf("domain is %d bytes, at most 253", len(b.Domain))
+	}
+	return nil
+}
+
+// BindResp answers Bind (TypeBindResp): URLs on success, Error otherwise.
+type BindResp struct {
+	TunnelID uint32 `json:"tunnel_id"`
+	// URLs are the public URLs, e.g. ["https://ab12.example.com", "http://ab12.example.com"].
+	URLs     []string `json:"urls,omitempty"`
+	Error    *Error   `json:"error,omitempty"`
+	Warnings []string `json:"warnings,omitempty"`
+}
+
+// Unbind stops a tunnel (TypeUnbind); answered by UnbindResp with the same TunnelID.
+type Unbind struct {
+	TunnelID uint32 `json:"tunnel_id"`
+}
+
+// UnbindResp confirms Unbind (TypeUnbindResp).
+type UnbindResp struct {
+	TunnelID uint32 `json:"tunnel_id"`
+}
+
+// Heartbeat asks the peer to echo Seq (TypeHeartbeat, answered by TypeHeartbeatAck with the same body).
+type Heartbeat struct {
+	Seq uint64 `json:"seq"`
+}
+
+// GoAway tells the agent the relay is shutting down (TypeGoAway).
+type GoAway struct {
+	Reason string `json:"reason"`
+}

@@ -1,0 +1,141 @@
+package transport
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/quic-go/quic-go"
+
+	"github.com/ferrytunnel/ferry/protocol"
+)
+
+// QUICConfig is the quic-go configuration both agent and relay use: high stream limits
+// (one stream per public connection), flow-control windows sized for throughput, keep-alive.
+func QUICConfig() *quic.Config {
+	return &quic.Config{
+		HandshakeIdleTimeout:           5 * time.Second,
+		MaxIdleTimeout:                 IdleTimeout,
+		KeepAlivePeriod:                KeepAlive,
+		MaxIncomingStreams:             MaxStreams,
+		MaxIncomingUniStreams:          -1,
+		InitialStreamReceiveWindow:     1 << 20,
+		MaxStreamReceiveWindow:         16 << 20,
+		InitialConnectionReceiveWindow: 4 << 20,
+		MaxConnectionReceiveWindow:     64 << 20,
+	}
+}
+
+// QUICSession adapts a *quic.Conn to Session.
+type QUICSession struct {
+	conn *quic.Conn
+}
+
+// NewQUICSession wraps an established QUIC connection.
+func NewQUICSession(c *quic.Conn) *QUICSession { return &QUICSession{conn: c} }
+
+// DialQUIC dials a relay over QUIC with ALPN ferry/1.
+func DialQUIC(ctx context.Context, addr string, tlsConf *tls.Config) (*QUICSession, error) {
+	tlsConf = tlsConf.Clone()
+	tlsConf.NextProtos = []string{protocol.ALPN}
+	c, err := quic.DialAddr(ctx, addr, tlsConf, QUICConfig())
+	if err != nil {
+		return nil, err
+	}
+	return NewQUICSession(c), nil
+}
+
+// Conn returns the underlying QUIC connection.
+func (s *QUICSession) Conn() *quic.Conn { return s.conn }
+
+// Name implements Session.
+func (s *QUICSession) Name() string { return "quic" }
+
+// OpenStream implements Session.
+func (s *QUICSession) OpenStream(ctx context.Context) (Stream, error) {
+	st, err := s.conn.OpenStreamSync(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &quicStream{Stream: st, sess: s}, nil
+}
+
+// AcceptStream implements Session.
+func (s *QUICSession) AcceptStream(ctx context.Context) (Stream, error) {
+	st, err := s.conn.AcceptStream(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &quicStream{Stream: st, sess: s}, nil
+}
+
+// CloseWithError implements Session.
+func (s *QUICSession) CloseWithError(code protocol.ErrorCode, msg string) error {
+	return s.conn.CloseWithError(quic.ApplicationErrorCode(code), msg)
+}
+
+// Context implements Session.
+func (s *QUICSession) Context() context.Context { return s.conn.Context() }
+
+// LocalAddr implements Session.
+func (s *QUICSession) LocalAddr() net.Addr { return s.conn.LocalAddr() }
+
+// RemoteAddr implements Session.
+func (s *QUICSession) RemoteAddr() net.Addr { return s.conn.RemoteAddr() }
+
+type quicStream struct {
+	*quic.Stream
+	sess *QUICSession
+}
+
+func (s *quicStream) LocalAddr() net.Addr  { return s.sess.conn.LocalAddr() }
+func (s *quicStream) RemoteAddr() net.Addr { return s.sess.conn.RemoteAddr() }
+
+// CloseWrite sends FIN: the peer reads EOF, and this side can still read.
+func (s *quicStream) CloseWrite() error { return s.Stream.Close() }
+
+// Close ends both directions: FIN on the send side, and stop reading.
+func (s *quicStream) Close() error {
+	err := s.Stream.Close()
+	s.Stream.CancelRead(quic.StreamErrorCode(protocol.CodeClosed))
+	return err
+}
+
+func (s *quicStream) Abort(code protocol.ErrorCode) {
+	s.Stream.CancelWrite(quic.StreamErrorCode(code))
+	s.Stream.CancelRead(quic.StreamErrorCode(code))
+}
+
+// SessionError turns the error a session ended with into a protocol *Error when the
+// peer closed it with an application error code, so callers can act on the code.
+func SessionError(err error) error {
+	var appErr *quic.ApplicationError
+	if errors.As(err, &appErr) {
+		if appErr.ErrorCode == 0 && appErr.ErrorMessage == "" {
+			return err
+		}
+		return &protocol.Error{Code: protocol.ErrorCode(appErr.ErrorCode), Message: appErr.ErrorMessage}
+	}
+	return err
+}
+
+// IsALPNMismatch reports whether a dial failed because the peer does not speak ferry/1.
+func IsALPNMismatch(err error) bool {
+	var te *quic.TransportError
+	// 0x178 is the TLS alert no_application_protocol (120) carried as a QUIC crypto error.
+	return errors.As(err, &te) && te.ErrorCode == quic.TransportErrorCode(0x100+120)
+}
+
+// ListenQUIC listens for agents on a UDP address.
+func ListenQUIC(addr string, tlsConf *tls.Config) (*quic.Listener, error) {
+	tlsConf = tlsConf.Clone()
+	tlsConf.NextProtos = []string{protocol.ALPN}
+	ln, err := quic.ListenAddr(addr, tlsConf, QUICConfig())
+	if err != nil {
+		return nil, fmt.Errorf("listen quic %s: %w", addr, err)
+	}
+	return ln, nil
+}

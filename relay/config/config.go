@@ -1,0 +1,177 @@
+// Package config is ferry-relay's configuration: one struct whose fields are both TOML
+// keys (--config FILE) and command-line flags, defaults filled in one place, and checks
+// in Validate with messages that name the key and the fix.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is the relay's configuration. Precedence: flags over the file over dev defaults
+// over defaults.
+type Config struct {
+	// QUICAddr is the UDP address agents connect to. Default ":443" (dev "127.0.0.1:4443").
+	QUICAddr string `toml:"quic_addr"`
+	// HTTPSAddr is the TCP address for public TLS (SNI dispatch). Default ":443" (dev "127.0.0.1:4443").
+	HTTPSAddr string `toml:"https_addr"`
+	// HTTPAddr is the TCP address for public plain HTTP. Default ":80" (dev "127.0.0.1:4080").
+	HTTPAddr string `toml:"http_addr"`
+	// TCPPorts is the public port range for tcp tunnels, "LOW-HIGH". Default "10000-10999"
+	// (dev "40000-40099"). Tunnel listeners bind on the host of HTTPSAddr.
+	TCPPorts string `toml:"tcp_ports"`
+	// Domain is the base domain: tunnels get <random>.<domain>. Required (dev "localhost").
+	Domain string `toml:"domain"`
+	// TLSCert and TLSKey are the relay's own certificate and key (PEM): used for QUIC and as
+	// the default certificate for <domain> and *.<domain>. Required (dev: issued by the dev CA).
+	TLSCert string `toml:"tls_cert"`
+	TLSKey  string `toml:"tls_key"`
+	// Data is the data directory (authtokens, dev CA). Default "./ferry-data".
+	Data string `toml:"data"`
+	// LogFormat is "logfmt" (default) or "json".
+	LogFormat string `toml:"log_format"`
+	// LogLevel is "debug", "info" (default), "warn" or "error".
+	LogLevel string `toml:"log_level"`
+	// Dev runs everything on 127.0.0.1 with a throwaway CA and prints the agent command.
+	Dev bool `toml:"dev"`
+}
+
+// Defaults returns the production defaults.
+func Defaults() Config {
+	return Config{
+		QUICAddr:  ":443",
+		HTTPSAddr: ":443",
+		HTTPAddr:  ":80",
+		TCPPorts:  "10000-10999",
+		Data:      "./ferry-data",
+		LogFormat: "logfmt",
+		LogLevel:  "info",
+	}
+}
+
+// ApplyDev sets the dev-mode defaults (callers apply the file and flags afterwards).
+func (c *Config) ApplyDev() {
+	c.Dev = true
+	c.QUICAddr = "127.0.0.1:4443"
+	c.HTTPSAddr = "127.0.0.1:4443"
+	c.HTTPAddr = "127.0.0.1:4080"
+	c.TCPPorts = "40000-40099"
+	c.Domain = "localhost"
+}
+
+// Load decodes a TOML file over c. Unknown keys are an error naming the key and its line.
+func (c *Config) Load(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	md, err := toml.Decode(string(data), c)
+	if err != nil {
+		var perr toml.ParseError
+		if errors.As(err, &perr) {
+			return fmt.Errorf("%s:%d: %s", path, perr.Position.Line, perr.Message)
+		}
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	if und := md.Undecoded(); len(und) > 0 {
+		k := und[0]
+		line := KeyLine(data, k)
+		return fmt.Errorf("%s:%d: unknown key %q; see `ferry-relay --help` for the keys (each flag is also a key, with _ for -)", path, line, k.String())
+	}
+	return nil
+}
+
+// KeyLine returns the 1-based line of data on which the TOML key k is set (its last
+// part, after the table header of the parts before it), or 0 if it cannot be found.
+// BurntSushi/toml does not expose key positions, so this scans the text.
+func KeyLine(data []byte, k toml.Key) int {
+	if len(k) == 0 {
+		return 0
+	}
+	table := strings.Join(k[:len(k)-1], ".")
+	last := k[len(k)-1]
+	current := ""
+	for i, line := range strings.Split(string(data), "\n") {
+		t := strings.TrimSpace(line)
+		if strings.HasPrefix(t, "[") {
+			current = strings.Trim(t, "[] \t")
+			continue
+		}
+		name, _, ok := strings.Cut(t, "=")
+		if !ok {
+			continue
+		}
+		name = strings.Trim(strings.TrimSpace(name), `"'`)
+		if name == last && current == table || name == k.String() && current == "" {
+			return i + 1
+		}
+	}
+	return 0
+}
+
+// PortRange is an inclusive range of TCP ports.
+type PortRange struct{ Low, High int }
+
+// Contains reports whether p is in the range.
+func (r PortRange) Contains(p int) bool { return p >= r.Low && p <= r.High }
+
+// ParsePorts parses "LOW-HIGH" (or a single port).
+func ParsePorts(s string) (PortRange, error) {
+	lo, hi, found := strings.Cut(strings.TrimSpace(s), "-")
+	if !found {
+		hi = lo
+	}
+	l, err1 := strconv.Atoi(strings.TrimSpace(lo))
+	h, err2 := strconv.Atoi(strings.TrimSpace(hi))
+	if err1 != nil || err2 != nil || l < 1 || h > 65535 || l > h {
+		return PortRange{}, fmt.Errorf("tcp_ports %q: want LOW-HIGH with 1 <= LOW <= HIGH <= 65535, e.g. --tcp-ports 10000-10999", s)
+	}
+	return PortRange{Low: l, High: h}, nil
+}
+
+// Validate checks the configuration and says which key to fix.
+func (c *Config) Validate() error {
+	var errs []error
+	for _, a := range []struct{ key, v string }{{"quic_addr", c.QUICAddr}, {"https_addr", c.HTTPSAddr}, {"http_addr", c.HTTPAddr}} {
+		if a.v == "" {
+			continue // empty disables the listener
+		}
+		if _, _, err := net.SplitHostPort(a.v); err != nil {
+			errs = append(errs, fmt.Errorf("--%s %q: want HOST:PORT, e.g. :443 or 127.0.0.1:4443", strings.ReplaceAll(a.key, "_", "-"), a.v))
+		}
+	}
+	if c.QUICAddr == "" {
+		errs = append(errs, errors.New("--quic-addr is empty: agents need it to connect"))
+	}
+	if _, err := ParsePorts(c.TCPPorts); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Domain == "" {
+		errs = append(errs, errors.New("--domain is required: the base domain tunnels get names under (e.g. --domain tunnel.example.com, with a wildcard DNS record *.tunnel.example.com pointing at this server)"))
+	} else if strings.Contains(c.Domain, "*") || strings.Contains(c.Domain, ":") || strings.HasPrefix(c.Domain, ".") {
+		errs = append(errs, fmt.Errorf("--domain %q: want a plain domain such as tunnel.example.com (no wildcard, port or leading dot)", c.Domain))
+	}
+	if !c.Dev && (c.TLSCert == "" || c.TLSKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key are required: a certificate for the domain and *.domain (or run with --dev to try ferry on this machine)"))
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, errors.New("--tls-cert and --tls-key go together: give both"))
+	}
+	switch c.LogFormat {
+	case "logfmt", "json":
+	default:
+		errs = append(errs, fmt.Errorf("--log-format %q: want logfmt or json", c.LogFormat))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel))
+	}
+	return errors.Join(errs...)
+}

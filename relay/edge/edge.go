@@ -1,0 +1,307 @@
+// Package edge is the relay's public side: TLS on :443 dispatched by SNI (passthrough or
+// termination), plain HTTP on :80 routed by Host, and one listener per tcp tunnel. It looks
+// tunnels up in a route.Table and opens one agent stream per public connection.
+package edge
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/ferrytunnel/ferry/protocol"
+	"github.com/ferrytunnel/ferry/protocol/transport"
+	"github.com/ferrytunnel/ferry/relay/route"
+	"github.com/ferrytunnel/ferry/relay/sni"
+)
+
+// Limits on what a public client may do before it is routed.
+const (
+	// HelloTimeout bounds the wait for a complete ClientHello.
+	HelloTimeout = 10 * time.Second
+	// MaxHelloBytes bounds the bytes buffered while peeking a ClientHello.
+	MaxHelloBytes = 64 << 10
+	// HandshakeTimeout bounds a TLS handshake the edge terminates.
+	HandshakeTimeout = 10 * time.Second
+	// ReadHeaderTimeout bounds the wait for an HTTP request's headers.
+	ReadHeaderTimeout = 10 * time.Second
+	// MaxHeaderBytes bounds an HTTP request's headers.
+	MaxHeaderBytes = 64 << 10
+)
+
+// Config configures an Edge.
+type Config struct {
+	Table *route.Table
+	// Certificate returns the certificate the edge terminates TLS with for a name
+	// (the relay's own certificate for its domain; uploaded ones later).
+	Certificate func(name string) (*tls.Certificate, error)
+	Log         *slog.Logger
+}
+
+// Edge serves public connections.
+type Edge struct {
+	cfg      Config
+	log      *slog.Logger
+	conns    connSet
+	https    *http.Server // serves HTTP over TLS connections the edge terminated
+	httpsLn  *chanListener
+	plain    *http.Server // serves plain HTTP on the HTTP address
+	tlsHTTP  *tls.Config  // termination config for http tunnels (h2 + http/1.1)
+	tlsPlain *tls.Config  // termination config for tls tunnels (no ALPN preference)
+	wg       sync.WaitGroup
+}
+
+// New returns an Edge. Call Close when done.
+func New(cfg Config) *Edge {
+	e := &Edge{cfg: cfg, log: cfg.Log, httpsLn: newChanListener()}
+	getCert := func(hi *tls.ClientHelloInfo) (*tls.Certificate, error) {
+		return cfg.Certificate(sni.Normalize(hi.ServerName))
+	}
+	e.tlsHTTP = &tls.Config{GetCertificate: getCert, NextProtos: []string{"h2", "http/1.1"}, MinVersion: tls.VersionTLS12}
+	e.tlsPlain = &tls.Config{GetCertificate: getCert, MinVersion: tls.VersionTLS12}
+	h := http.HandlerFunc(e.serveHTTP)
+	e.https = e.newHTTPServer(h)
+	e.plain = e.newHTTPServer(h)
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		e.https.Serve(e.httpsLn) //nolint:errcheck // ends with Close
+	}()
+	return e
+}
+
+func (e *Edge) newHTTPServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: ReadHeaderTimeout,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    MaxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(e.log.Handler(), slog.LevelDebug),
+		ConnState: func(c net.Conn, s http.ConnState) {
+			switch s {
+			case http.StateNew:
+				e.conns.add(c)
+			case http.StateHijacked, http.StateClosed:
+				e.conns.remove(c)
+			}
+		},
+	}
+}
+
+// ServeHTTPS accepts public TLS connections on ln until ln is closed.
+func (e *Edge) ServeHTTPS(ln net.Listener) error {
+	return e.acceptLoop(ln, e.handleTLS)
+}
+
+// ServeHTTP serves plain HTTP on ln until ln is closed.
+func (e *Edge) ServeHTTP(ln net.Listener) error {
+	err := e.plain.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// ServeTCP accepts public connections for one tcp tunnel until ln is closed.
+func (e *Edge) ServeTCP(ln net.Listener, t *route.Tunnel) error {
+	return e.acceptLoop(ln, func(c net.Conn) {
+		st, err := t.Dial(context.Background(), protocol.StreamTCP, c.RemoteAddr().String(), "")
+		if err != nil {
+			t.Log.Warn("open stream to agent", "remote", c.RemoteAddr(), "err", err)
+			c.Close()
+			return
+		}
+		e.join(c, st, t)
+	})
+}
+
+func (e *Edge) acceptLoop(ln net.Listener, handle func(net.Conn)) error {
+	var delay time.Duration
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return nil
+			}
+			// Temporary failure (e.g. out of file descriptors): back off, keep serving.
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+			e.log.Warn("accept", "addr", ln.Addr(), "err", err, "retry_in", delay)
+			time.Sleep(delay)
+			continue
+		}
+		delay = 0
+		e.conns.add(c)
+		e.wg.Add(1)
+		go func() {
+			defer e.wg.Done()
+			defer e.conns.remove(c)
+			defer func() {
+				if r := recover(); r != nil {
+					e.log.Error("panic in connection handler", "remote", c.RemoteAddr(), "panic", r)
+					c.Close()
+				}
+			}()
+			handle(c)
+		}()
+	}
+}
+
+// handleTLS peeks the ClientHello and dispatches on SNI.
+func (e *Edge) handleTLS(raw net.Conn) {
+	hello, c, err := sni.Peek(raw, HelloTimeout, MaxHelloBytes)
+	remote := raw.RemoteAddr().String()
+	if err != nil {
+		e.log.Info("refused TLS connection", "remote", remote, "reason", err)
+		if !errors.Is(err, sni.ErrNotTLS) {
+			sni.WriteAlert(c, sni.AlertHandshakeFailure) //nolint:errcheck // best effort before close
+		}
+		c.Close()
+		return
+	}
+	name := hello.ServerName
+	if name == "" {
+		e.log.Info("refused TLS connection", "remote", remote, "reason", "no SNI in ClientHello; ferry routes TLS by server name, so the client must send SNI")
+		sni.WriteAlert(c, sni.AlertUnrecognizedName) //nolint:errcheck
+		c.Close()
+		return
+	}
+	t := e.cfg.Table.Host(name)
+	if t == nil {
+		e.log.Info("refused TLS connection", "remote", remote, "sni", name, "reason", "no tunnel is bound to this name")
+		sni.WriteAlert(c, sni.AlertUnrecognizedName) //nolint:errcheck
+		c.Close()
+		return
+	}
+	switch {
+	case t.Proto == protocol.ProtoHTTP:
+		tc := tls.Server(c, e.tlsHTTP)
+		if !e.handshake(tc, t, remote) {
+			return
+		}
+		e.conns.remove(raw) // the HTTPS server tracks it from here
+		if !e.httpsLn.push(tc) {
+			tc.Close()
+		}
+	case t.TerminateAt == protocol.TerminateEdge:
+		conf := e.tlsPlain
+		if t.ClientCAs != nil {
+			conf = conf.Clone()
+			conf.ClientCAs = t.ClientCAs
+			conf.ClientAuth = tls.RequireAndVerifyClientCert
+		}
+		tc := tls.Server(c, conf)
+		if !e.handshake(tc, t, remote) {
+			return
+		}
+		st, err := t.Dial(context.Background(), protocol.StreamTLSTerminated, remote, name)
+		if err != nil {
+			t.Log.Warn("open stream to agent", "remote", remote, "err", err)
+			tc.Close()
+			return
+		}
+		e.join(tc, st, t)
+	default: // passthrough: the agent or the upstream terminates
+		st, err := t.Dial(context.Background(), protocol.StreamTLS, remote, name)
+		if err != nil {
+			t.Log.Warn("open stream to agent", "remote", remote, "err", err)
+			c.Close()
+			return
+		}
+		e.join(c, st, t)
+	}
+}
+
+func (e *Edge) handshake(tc *tls.Conn, t *route.Tunnel, remote string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), HandshakeTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		t.Log.Info("TLS handshake failed", "remote", remote, "err", err)
+		tc.Close()
+		return false
+	}
+	return true
+}
+
+func (e *Edge) join(c net.Conn, st transport.Stream, t *route.Tunnel) {
+	in, out := transport.Join(c, st)
+	t.Log.Debug("connection closed", "remote", c.RemoteAddr(), "bytes_in", in, "bytes_out", out)
+}
+
+// Close stops the HTTP servers and closes every public connection, then waits for the
+// connection goroutines to end. Listeners are the caller's to close.
+func (e *Edge) Close() {
+	e.plain.Close()
+	e.https.Close()
+	e.httpsLn.Close()
+	e.conns.closeAll()
+	e.wg.Wait()
+}
+
+// connSet tracks open public connections so Close can end them.
+type connSet struct {
+	mu sync.Mutex
+	m  map[net.Conn]struct{}
+}
+
+func (s *connSet) add(c net.Conn) {
+	s.mu.Lock()
+	if s.m == nil {
+		s.m = make(map[net.Conn]struct{})
+	}
+	s.m[c] = struct{}{}
+	s.mu.Unlock()
+}
+
+func (s *connSet) remove(c net.Conn) {
+	s.mu.Lock()
+	delete(s.m, c)
+	s.mu.Unlock()
+}
+
+func (s *connSet) closeAll() {
+	s.mu.Lock()
+	for c := range s.m {
+		c.Close()
+	}
+	s.mu.Unlock()
+}
+
+// chanListener hands connections the edge accepted (and terminated) to an http.Server.
+type chanListener struct {
+	ch     chan net.Conn
+	done   chan struct{}
+	closed sync.Once
+}
+
+func newChanListener() *chanListener {
+	return &chanListener{ch: make(chan net.Conn), done: make(chan struct{})}
+}
+
+func (l *chanListener) push(c net.Conn) bool {
+	select {
+	case l.ch <- c:
+		return true
+	case <-l.done:
+		return false
+	}
+}
+
+func (l *chanListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.ch:
+		return c, nil
+	case <-l.done:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *chanListener) Close() error {
+	l.closed.Do(func() { close(l.done) })
+	return nil
+}
+
+func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4zero} }

@@ -1,0 +1,171 @@
+// Package route is the relay's table of online tunnels: which tunnel serves a hostname
+// (http and tls tunnels) or a public TCP port (tcp tunnels), and how to open a stream to
+// the agent behind it.
+package route
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sync"
+
+	"github.com/ferrytunnel/ferry/protocol"
+	"github.com/ferrytunnel/ferry/protocol/transport"
+)
+
+// Opener opens streams to the agent that serves a tunnel (an agent session).
+type Opener interface {
+	OpenStream(ctx context.Context) (transport.Stream, error)
+}
+
+// Tunnel is one bound tunnel on the relay.
+type Tunnel struct {
+	// ID is the agent's tunnel id, echoed in every stream header.
+	ID uint32
+	// Name is the agent's name for the tunnel (for logs).
+	Name string
+	// Proto is http, tcp or tls.
+	Proto string
+	// Host is the public hostname (http, tls); Port the public port (tcp).
+	Host string
+	Port int
+	// TerminateAt is where TLS ends for tls tunnels (edge, agent, upstream).
+	TerminateAt string
+	// ClientCAs, when set, makes the edge require client certificates (edge termination).
+	ClientCAs *x509.CertPool
+	// URLs are the public URLs.
+	URLs []string
+	// Session opens streams to the agent.
+	Session Opener
+	// Log carries the tunnel's fields.
+	Log *slog.Logger
+
+	// Handler serves HTTP requests for http tunnels (set by the edge).
+	Handler http.Handler
+	// Listener is the public listener of a tcp tunnel (set by the edge).
+	Listener net.Listener
+	// OnClose runs once when the tunnel is removed (closes listeners and pools).
+	OnClose func()
+}
+
+// Dial opens a stream to the agent for one public connection and writes the stream
+// header. The agent's StreamResp is read by the first Read, so the client's first bytes
+// go out without waiting a round trip; a refused stream makes that Read return the
+// agent's *protocol.Error.
+func (t *Tunnel) Dial(ctx context.Context, proto protocol.StreamProto, clientAddr, host string) (transport.Stream, error) {
+	st, err := t.Session.OpenStream(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("open stream to agent for %s: %w", t.Host, err)
+	}
+	h := protocol.StreamHeader{TunnelID: t.ID, Proto: proto, ClientAddr: clientAddr, Host: host}
+	var buf [protocol.HeaderLen + 6 + 2*255]byte
+	b, err := h.AppendFrame(buf[:0])
+	if err != nil {
+		st.Abort(protocol.CodeProtocol)
+		return nil, err
+	}
+	if _, err := st.Write(b); err != nil {
+		st.Abort(protocol.CodeInternal)
+		return nil, fmt.Errorf("write stream header: %w", err)
+	}
+	return &stream{Stream: st}, nil
+}
+
+// stream reads the agent's StreamResp before the first byte of data.
+type stream struct {
+	transport.Stream
+	once    sync.Once
+	respErr error
+}
+
+func (s *stream) Read(p []byte) (int, error) {
+	s.once.Do(func() { s.respErr = protocol.ReadStreamResp(s.Stream) })
+	if s.respErr != nil {
+		return 0, s.respErr
+	}
+	return s.Stream.Read(p)
+}
+
+// Table maps public hostnames and ports to online tunnels. It is safe for concurrent use;
+// lookups take a read lock only.
+type Table struct {
+	mu    sync.RWMutex
+	hosts map[string]*Tunnel
+	ports map[int]*Tunnel
+}
+
+// NewTable returns an empty table.
+func NewTable() *Table {
+	return &Table{hosts: make(map[string]*Tunnel), ports: make(map[int]*Tunnel)}
+}
+
+// ConflictError says a name or port is already bound.
+type ConflictError struct{ What string }
+
+func (e *ConflictError) Error() string { return e.What + " is already bound by another tunnel" }
+
+// AddHost binds host to t, or returns a *ConflictError.
+func (tb *Table) AddHost(host string, t *Tunnel) error {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	if _, ok := tb.hosts[host]; ok {
+		return &ConflictError{What: host}
+	}
+	tb.hosts[host] = t
+	return nil
+}
+
+// AddPort binds a public TCP port to t, or returns a *ConflictError.
+func (tb *Table) AddPort(port int, t *Tunnel) error {
+	tb.mu.Lock()
+	defer tb.mu.Unlock()
+	if _, ok := tb.ports[port]; ok {
+		return &ConflictError{What: fmt.Sprintf("port %d", port)}
+	}
+	tb.ports[port] = t
+	return nil
+}
+
+// Host returns the tunnel bound to a normalised hostname, or nil.
+func (tb *Table) Host(host string) *Tunnel {
+	tb.mu.RLock()
+	t := tb.hosts[host]
+	tb.mu.RUnlock()
+	return t
+}
+
+// Port returns the tunnel bound to a public port, or nil.
+func (tb *Table) Port(port int) *Tunnel {
+	tb.mu.RLock()
+	t := tb.ports[port]
+	tb.mu.RUnlock()
+	return t
+}
+
+// Remove unbinds t (if it is still the one bound) and runs its OnClose.
+func (tb *Table) Remove(t *Tunnel) {
+	tb.mu.Lock()
+	removed := false
+	if t.Host != "" && tb.hosts[t.Host] == t {
+		delete(tb.hosts, t.Host)
+		removed = true
+	}
+	if t.Port != 0 && tb.ports[t.Port] == t {
+		delete(tb.ports, t.Port)
+		removed = true
+	}
+	tb.mu.Unlock()
+	if removed && t.OnClose != nil {
+		t.OnClose()
+	}
+}
+
+// Len returns the number of bound names and ports.
+func (tb *Table) Len() int {
+	tb.mu.RLock()
+	defer tb.mu.RUnlock()
+	return len(tb.hosts) + len(tb.ports)
+}

@@ -1,0 +1,428 @@
+// Package session runs the relay's side of one agent session: the Hello and Auth
+// handshake on the control stream, then Bind, Unbind and Heartbeat until the session
+// ends, when every tunnel it bound is released.
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ferrytunnel/ferry/agent/tlsconf"
+	"github.com/ferrytunnel/ferry/protocol"
+	"github.com/ferrytunnel/ferry/protocol/transport"
+	"github.com/ferrytunnel/ferry/relay/config"
+	"github.com/ferrytunnel/ferry/relay/edge"
+	"github.com/ferrytunnel/ferry/relay/route"
+	"github.com/ferrytunnel/ferry/relay/sni"
+)
+
+// HandshakeTimeout bounds Hello and Auth: an agent that says nothing is dropped.
+const HandshakeTimeout = 10 * time.Second
+
+// MaxTunnelsPerSession bounds how many tunnels one agent session may bind.
+const MaxTunnelsPerSession = 1000
+
+// Authenticator checks an authtoken and returns its account.
+type Authenticator interface {
+	Verify(token string) (account string, err error)
+}
+
+// Config configures the session server.
+type Config struct {
+	Table *route.Table
+	Edge  *edge.Edge
+	Auth  Authenticator
+	// Domain is the base domain for random names.
+	Domain string
+	// HTTPSPort and HTTPPort are the public ports put in URLs (0: that listener is off).
+	HTTPSPort, HTTPPort int
+	// TCPHost is the address tcp tunnel listeners bind on ("" for all); TCPPorts their range.
+	TCPHost  string
+	TCPPorts config.PortRange
+	// HasCert reports whether the relay holds a certificate for a name (edge termination).
+	HasCert func(name string) bool
+	// Version is the relay's release.
+	Version string
+	Log     *slog.Logger
+}
+
+// Server serves agent sessions.
+type Server struct {
+	cfg Config
+}
+
+// NewServer returns a session server.
+func NewServer(cfg Config) *Server { return &Server{cfg: cfg} }
+
+// agent is one connected agent session.
+type agent struct {
+	srv     *Server
+	sess    transport.Session
+	log     *slog.Logger
+	ctrl    transport.Stream
+	writeMu sync.Mutex
+	tunnels map[uint32]*route.Tunnel
+}
+
+// Serve runs one agent session until it ends, then releases its tunnels.
+func (s *Server) Serve(ctx context.Context, sess transport.Session) error {
+	a := &agent{srv: s, sess: sess, tunnels: make(map[uint32]*route.Tunnel),
+		log: s.cfg.Log.With("agent", sess.RemoteAddr().String())}
+	defer a.releaseAll()
+	err := a.run(ctx)
+	var perr *protocol.Error
+	switch {
+	case errors.As(err, &perr):
+		a.log.Info("agent session refused", "code", perr.Code, "reason", perr.Message)
+		a.send(protocol.TypeError, perr) //nolint:errcheck // best effort before closing
+		sess.CloseWithError(perr.Code, perr.Message)
+	case err != nil && ctx.Err() != nil:
+		sess.CloseWithError(protocol.CodeShuttingDown, "relay shutting down")
+	case err != nil:
+		sess.CloseWithError(protocol.CodeClosed, "")
+	}
+	return err
+}
+
+func (a *agent) run(ctx context.Context) error {
+	hctx, cancel := context.WithTimeout(ctx, HandshakeTimeout)
+	ctrl, err := a.sess.AcceptStream(hctx)
+	cancel()
+	if err != nil {
+		return fmt.Errorf("accept control stream: %w", err)
+	}
+	a.ctrl = ctrl
+	ctrl.SetReadDeadline(time.Now().Add(HandshakeTimeout))
+
+	var hello protocol.Hello
+	if err := protocol.ReadMsg(ctrl, protocol.MaxPreAuthFrame, protocol.TypeHello, &hello); err != nil {
+		return handshakeErr("hello", err)
+	}
+	v, err := protocol.Negotiate(hello.MinVersion, hello.Version, protocol.MinVersion, protocol.Version)
+	if err != nil {
+		return err
+	}
+	if err := a.send(protocol.TypeHelloResp, &protocol.HelloResp{Version: v, RelayVersion: a.srv.cfg.Version}); err != nil {
+		return err
+	}
+	var auth protocol.Auth
+	if err := protocol.ReadMsg(ctrl, protocol.MaxPreAuthFrame, protocol.TypeAuth, &auth); err != nil {
+		return handshakeErr("auth", err)
+	}
+	account, err := a.srv.cfg.Auth.Verify(auth.Authtoken)
+	if err != nil {
+		return protocol.Errorf(protocol.CodeAuthFailed,
+			"authtoken not recognised by this relay: create one on the relay with `ferry-relay token create` and pass it with --authtoken or FERRY_AUTHTOKEN")
+	}
+	sid := randomName(12)
+	a.log = a.log.With("session", sid, "account", account)
+	if err := a.send(protocol.TypeAuthResp, &protocol.AuthResp{SessionID: sid, Account: account}); err != nil {
+		return err
+	}
+	ctrl.SetReadDeadline(time.Time{})
+	a.log.Info("agent connected", "agent_version", hello.AgentVersion, "os", hello.OS, "transport", a.sess.Name())
+
+	go func() { // unblock the read loop when the relay shuts down or the session ends
+		select {
+		case <-ctx.Done():
+		case <-a.sess.Context().Done():
+		}
+		ctrl.SetReadDeadline(time.Now())
+	}()
+	for {
+		t, body, err := protocol.ReadFrame(ctrl, protocol.MaxControlFrame)
+		if err != nil {
+			if errors.Is(err, protocol.ErrFrameTooLarge) {
+				return protocol.Errorf(protocol.CodeProtocol, "%v", err)
+			}
+			a.log.Info("agent disconnected", "reason", transport.SessionError(context.Cause(a.sess.Context())))
+			return nil
+		}
+		if err := a.handle(t, body); err != nil {
+			return err
+		}
+	}
+}
+
+func handshakeErr(step string, err error) error {
+	var perr *protocol.Error
+	if errors.As(err, &perr) {
+		return perr
+	}
+	return fmt.Errorf("%s: %w", step, err)
+}
+
+func (a *agent) handle(t protocol.MsgType, body []byte) error {
+	switch t {
+	case protocol.TypeBind:
+		var b protocol.Bind
+		if err := protocol.Decode(t, body, &b); err != nil {
+			return err
+		}
+		return a.send(protocol.TypeBindResp, a.bind(&b))
+	case protocol.TypeUnbind:
+		var u protocol.Unbind
+		if err := protocol.Decode(t, body, &u); err != nil {
+			return err
+		}
+		if tun := a.tunnels[u.TunnelID]; tun != nil {
+			delete(a.tunnels, u.TunnelID)
+			a.srv.cfg.Table.Remove(tun)
+			tun.Log.Info("tunnel stopped")
+		}
+		return a.send(protocol.TypeUnbindResp, &protocol.UnbindResp{TunnelID: u.TunnelID})
+	case protocol.TypeHeartbeat:
+		a.writeMu.Lock()
+		defer a.writeMu.Unlock()
+		return protocol.WriteFrame(a.ctrl, protocol.TypeHeartbeatAck, body)
+	case protocol.TypeHeartbeatAck:
+		return nil
+	case protocol.TypeError:
+		var e protocol.Error
+		protocol.Decode(t, body, &e) //nolint:errcheck // logged either way
+		a.log.Info("agent closed the session", "code", e.Code, "reason", e.Message)
+		return nil
+	default:
+		return protocol.Errorf(protocol.CodeProtocol, "unexpected %v on the control stream", t)
+	}
+}
+
+func (a *agent) send(t protocol.MsgType, m any) error {
+	a.writeMu.Lock()
+	defer a.writeMu.Unlock()
+	return protocol.WriteMsg(a.ctrl, t, m)
+}
+
+func (a *agent) releaseAll() {
+	for id, t := range a.tunnels {
+		a.srv.cfg.Table.Remove(t)
+		t.Log.Info("tunnel stopped", "reason", "agent session ended")
+		delete(a.tunnels, id)
+	}
+}
+
+// bind validates a Bind, allocates the name or port and answers with URLs or an error.
+func (a *agent) bind(b *protocol.Bind) *protocol.BindResp {
+	resp := &protocol.BindResp{TunnelID: b.TunnelID}
+	fail := func(code protocol.ErrorCode, format string, args ...any) *protocol.BindResp {
+		resp.Error = protocol.Errorf(code, format, args...)
+		a.log.Info("bind refused", "tunnel", b.Name, "proto", b.Proto, "domain", b.Domain, "remote_addr", b.RemoteAddr, "reason", resp.Error.Message)
+		return resp
+	}
+	if _, dup := a.tunnels[b.TunnelID]; dup {
+		return fail(protocol.CodeBindRefused, "tunnel id %d is already in use in this session", b.TunnelID)
+	}
+	if len(a.tunnels) >= MaxTunnelsPerSession {
+		return fail(protocol.CodeNoCapacity, "this session already has %d tunnels, the most one agent may bind", MaxTunnelsPerSession)
+	}
+	t := &route.Tunnel{ID: b.TunnelID, Name: b.Name, Proto: b.Proto, TerminateAt: b.TerminateAt, Session: a.sess}
+	var err error
+	switch b.Proto {
+	case protocol.ProtoHTTP:
+		err = a.bindHTTP(b, t, resp)
+	case protocol.ProtoTLS:
+		err = a.bindTLS(b, t, resp)
+	case protocol.ProtoTCP:
+		err = a.bindTCP(b, t)
+	}
+	if err != nil {
+		var perr *protocol.Error
+		if errors.As(err, &perr) {
+			return fail(perr.Code, "%s", perr.Message)
+		}
+		return fail(protocol.CodeInternal, "%v", err)
+	}
+	resp.URLs = t.URLs
+	a.tunnels[b.TunnelID] = t
+	t.Log.Info("tunnel started", "url", strings.Join(t.URLs, " "))
+	return resp
+}
+
+func (a *agent) bindHTTP(b *protocol.Bind, t *route.Tunnel, resp *protocol.BindResp) error {
+	cfg := &a.srv.cfg
+	if err := a.bindHost(b, t); err != nil {
+		return err
+	}
+	t.Handler, t.OnClose = cfg.Edge.NewHTTPHandler(t)
+	if cfg.HTTPSPort != 0 {
+		t.URLs = append(t.URLs, hostURL("https", t.Host, cfg.HTTPSPort, 443))
+		if !cfg.HasCert(t.Host) {
+			resp.Warnings = append(resp.Warnings, fmt.Sprintf("the relay has no certificate for %s: HTTPS clients will see a certificate for %s instead", t.Host, cfg.Domain))
+		}
+	}
+	if cfg.HTTPPort != 0 {
+		t.URLs = append(t.URLs, hostURL("http", t.Host, cfg.HTTPPort, 80))
+	}
+	return nil
+}
+
+func (a *agent) bindTLS(b *protocol.Bind, t *route.Tunnel, _ *protocol.BindResp) error {
+	cfg := &a.srv.cfg
+	if cfg.HTTPSPort == 0 {
+		return protocol.Errorf(protocol.CodeBindRefused, "this relay has no TLS listener (--https-addr is empty)")
+	}
+	if t.TerminateAt == "" {
+		t.TerminateAt = protocol.TerminateUpstream
+	}
+	if b.MutualTLSCAs != "" && t.TerminateAt != protocol.TerminateEdge {
+		return protocol.Errorf(protocol.CodeBindRefused, "mutual TLS CAs were sent for a tunnel that terminates at the %s; the agent enforces them itself", t.TerminateAt)
+	}
+	if b.MutualTLSCAs != "" {
+		pool, err := tlsconf.ParseCAs([]byte(b.MutualTLSCAs), "--mutual-tls-cas")
+		if err != nil {
+			return protocol.Errorf(protocol.CodeBindRefused, "%v", err)
+		}
+		t.ClientCAs = pool
+	}
+	if err := a.bindHost(b, t); err != nil {
+		return err
+	}
+	if t.TerminateAt == protocol.TerminateEdge && !cfg.HasCert(t.Host) {
+		cfg.Table.Remove(t)
+		return protocol.Errorf(protocol.CodeBindRefused,
+			"--terminate-at edge: the relay has no certificate for %s; use a name under %s, or terminate at the agent with --crt/--key", t.Host, cfg.Domain)
+	}
+	t.URLs = []string{hostURL("tls", t.Host, cfg.HTTPSPort, 443)}
+	return nil
+}
+
+// bindHost picks the tunnel's hostname (random, a label under the base domain, or a full
+// name) and binds it in the table.
+func (a *agent) bindHost(b *protocol.Bind, t *route.Tunnel) error {
+	cfg := &a.srv.cfg
+	want := sni.Normalize(b.Domain)
+	if want != "" && !strings.Contains(want, ".") {
+		want += "." + cfg.Domain
+	}
+	if want != "" {
+		if err := validHostname(want); err != nil {
+			return protocol.Errorf(protocol.CodeBindRefused, "--domain %q: %v", b.Domain, err)
+		}
+		t.Host = want
+		a.initTunnel(t)
+		if err := cfg.Table.AddHost(want, t); err != nil {
+			return protocol.Errorf(protocol.CodeBindConflict, "%s is already bound by another agent: choose another --domain, or stop the other agent", want)
+		}
+		return nil
+	}
+	for range 10 {
+		t.Host = randomName(8) + "." + cfg.Domain
+		a.initTunnel(t)
+		if cfg.Table.AddHost(t.Host, t) == nil {
+			return nil
+		}
+	}
+	return protocol.Errorf(protocol.CodeInternal, "could not find a free random name")
+}
+
+func (a *agent) bindTCP(b *protocol.Bind, t *route.Tunnel) error {
+	cfg := &a.srv.cfg
+	pr := cfg.TCPPorts
+	var ports []int
+	if b.RemoteAddr != "" {
+		_, ps, err := net.SplitHostPort(b.RemoteAddr)
+		p, err2 := strconv.Atoi(ps)
+		if err != nil || err2 != nil {
+			return protocol.Errorf(protocol.CodeBindRefused, "--remote-addr %q: want HOST:PORT, e.g. %s:%d", b.RemoteAddr, cfg.Domain, pr.Low)
+		}
+		if !pr.Contains(p) {
+			return protocol.Errorf(protocol.CodeBindRefused, "--remote-addr %q: port %d is outside this relay's tcp range %d-%d", b.RemoteAddr, p, pr.Low, pr.High)
+		}
+		ports = []int{p}
+	} else {
+		n := pr.High - pr.Low + 1
+		start, _ := rand.Int(rand.Reader, big.NewInt(int64(n)))
+		for i := range n {
+			ports = append(ports, pr.Low+(int(start.Int64())+i)%n)
+		}
+	}
+	for _, p := range ports {
+		if cfg.Table.Port(p) != nil {
+			continue
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort(cfg.TCPHost, strconv.Itoa(p)))
+		if err != nil {
+			continue // taken by another program
+		}
+		t.Port = p
+		a.initTunnel(t)
+		if err := cfg.Table.AddPort(p, t); err != nil {
+			ln.Close()
+			continue
+		}
+		t.Listener = ln
+		t.OnClose = func() { ln.Close() }
+		t.URLs = []string{fmt.Sprintf("tcp://%s:%d", cfg.Domain, p)}
+		go cfg.Edge.ServeTCP(ln, t) //nolint:errcheck // ends when the listener closes
+		return nil
+	}
+	if b.RemoteAddr != "" {
+		return protocol.Errorf(protocol.CodeBindConflict, "--remote-addr %s is already in use: choose another port in %d-%d, or leave --remote-addr out for a free one", b.RemoteAddr, pr.Low, pr.High)
+	}
+	return protocol.Errorf(protocol.CodeNoCapacity, "no free port left in this relay's tcp range %d-%d", pr.Low, pr.High)
+}
+
+func (a *agent) initTunnel(t *route.Tunnel) {
+	key := t.Host
+	if t.Port != 0 {
+		key = strconv.Itoa(t.Port)
+	}
+	t.Log = a.log.With("tunnel", key, "proto", t.Proto)
+}
+
+func hostURL(scheme, host string, port, defPort int) string {
+	if port == defPort {
+		return scheme + "://" + host
+	}
+	return fmt.Sprintf("%s://%s:%d", scheme, host, port)
+}
+
+const nameAlphabet = "abcdefghijklmnopqrstuvwxyz0123456789"
+
+func randomName(n int) string {
+	b := make([]byte, n)
+	rand.Read(b) //nolint:errcheck // crypto/rand.Read never fails
+	for i := range b {
+		b[i] = nameAlphabet[int(b[i])%len(nameAlphabet)]
+	}
+	if b[0] >= '0' && b[0] <= '9' {
+		b[0] = 'a' + b[0] - '0'
+	}
+	return string(b)
+}
+
+// validHostname checks a DNS name: labels of letters, digits and hyphens, 1-63 bytes each.
+func validHostname(h string) error {
+	if len(h) > 253 {
+		return errors.New("longer than 253 bytes")
+	}
+	for _, l := range strings.Split(h, ".") {
+		if l == "" || len(l) > 63 {
+			return fmt.Errorf("label %q must be 1-63 bytes", l)
+		}
+		if l[0] == '-' || l[len(l)-1] == '-' {
+			return fmt.Errorf("label %q may not start or end with '-'", l)
+		}
+		for _, c := range l {
+			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
+				return fmt.Errorf("label %q: only letters, digits and '-' are allowed", l)
+			}
+		}
+	}
+	return nil
+}
+
+// CertCovers reports whether a certificate covers name (exact or one-level wildcard).
+func CertCovers(c *tls.Certificate, name string) bool {
+	return c != nil && c.Leaf != nil && c.Leaf.VerifyHostname(name) == nil
+}
