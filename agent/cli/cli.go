@@ -133,8 +133,8 @@ func newApp(env Env) *cli.App {
 				Name:      "tcp",
 				Usage:     "expose a local TCP service",
 				ArgsUsage: "PORT|HOST:PORT",
-				Flags: tunnelFlags(&cli.StringFlag{Name: "remote-addr", Usage: "public address `HOST:PORT` to bind (a port in the relay's range; default: any free port)"}),
-				Action: func(c *cli.Context) error { return runTunnel(c, env, "tcp") },
+				Flags:     tunnelFlags(&cli.StringFlag{Name: "remote-addr", Usage: "public address `HOST:PORT` to bind (a port in the relay's range; default: any free port)"}),
+				Action:    func(c *cli.Context) error { return runTunnel(c, env, "tcp") },
 			},
 			{
 				Name:      "tls",
