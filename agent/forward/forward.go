@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ferrytunnel/ferry/agent/tlsconf"
 	"github.com/ferrytunnel/ferry/protocol"
 	"github.com/ferrytunnel/ferry/protocol/transport"
 )
@@ -106,8 +107,7 @@ func (t *Tunnel) Prepare() error {
 		if t.Cert != nil {
 			t.tlsConf = &tls.Config{Certificates: []tls.Certificate{*t.Cert}, MinVersion: tls.VersionTLS12}
 			if t.ClientCAs != nil {
-				t.tlsConf.ClientCAs = t.ClientCAs
-				t.tlsConf.ClientAuth = tls.RequireAndVerifyClientCert
+				t.tlsConf = tlsconf.RequireClientCerts(t.tlsConf, t.ClientCAs)
 			}
 		}
 		if t.TerminateAt != protocol.TerminateEdge {

@@ -264,6 +264,9 @@ func (c *Client) handshake(ctrl transport.Stream) error {
 }
 
 func classify(step string, err error) error {
+	// The relay refuses a session with an Error frame and closes it with the same code and
+	// message; whichever arrives first carries the reason.
+	err = transport.SessionError(err)
 	var perr *protocol.Error
 	if errors.As(err, &perr) {
 		switch perr.Code {

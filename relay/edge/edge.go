@@ -6,6 +6,7 @@ package edge
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"log/slog"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ferrytunnel/ferry/agent/tlsconf"
 	"github.com/ferrytunnel/ferry/protocol"
 	"github.com/ferrytunnel/ferry/protocol/transport"
 	"github.com/ferrytunnel/ferry/relay/route"
@@ -90,6 +92,12 @@ func (e *Edge) newHTTPServer(h http.Handler) *http.Server {
 			}
 		},
 	}
+}
+
+// MutualTLSConfig returns the termination config that requires client certificates
+// signed by pool (edge mTLS), built once per tunnel.
+func (e *Edge) MutualTLSConfig(pool *x509.CertPool) *tls.Config {
+	return tlsconf.RequireClientCerts(e.tlsPlain, pool)
 }
 
 // ServeHTTPS accepts public TLS connections on ln until ln is closed.
@@ -189,9 +197,7 @@ func (e *Edge) handleTLS(raw net.Conn) {
 	case t.TerminateAt == protocol.TerminateEdge:
 		conf := e.tlsPlain
 		if t.ClientCAs != nil {
-			conf = conf.Clone()
-			conf.ClientCAs = t.ClientCAs
-			conf.ClientAuth = tls.RequireAndVerifyClientCert
+			conf = t.EdgeTLS // built once at bind
 		}
 		tc := tls.Server(c, conf)
 		if !e.handshake(tc, t, remote) {

@@ -5,6 +5,7 @@ package route
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"log/slog"
@@ -36,6 +37,8 @@ type Tunnel struct {
 	TerminateAt string
 	// ClientCAs, when set, makes the edge require client certificates (edge termination).
 	ClientCAs *x509.CertPool
+	// EdgeTLS is the termination config that enforces ClientCAs.
+	EdgeTLS *tls.Config
 	// URLs are the public URLs.
 	URLs []string
 	// Session opens streams to the agent.

@@ -283,6 +283,7 @@ func (a *agent) bindTLS(b *protocol.Bind, t *route.Tunnel, _ *protocol.BindResp)
 			return protocol.Errorf(protocol.CodeBindRefused, "%v", err)
 		}
 		t.ClientCAs = pool
+		t.EdgeTLS = cfg.Edge.MutualTLSConfig(pool)
 	}
 	if err := a.bindHost(b, t); err != nil {
 		return err

@@ -1,0 +1,283 @@
+package server_test
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/ferrytunnel/ferry/agent/forward"
+	"github.com/ferrytunnel/ferry/agent/session"
+	"github.com/ferrytunnel/ferry/relay/cert/certtest"
+	"github.com/ferrytunnel/ferry/relay/config"
+	"github.com/ferrytunnel/ferry/relay/server"
+	"github.com/ferrytunnel/ferry/relay/store"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// quic-go keeps a package-level ticker goroutine for its connection ID pool.
+		goleak.IgnoreAnyFunction("github.com/quic-go/quic-go.(*Transport).runSendQueue"),
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+	)
+}
+
+const domain = "ferry.test"
+
+// relayEnv is one relay on loopback with its CA and an authtoken.
+type relayEnv struct {
+	t      *testing.T
+	srv    *server.Server
+	ca     *certtest.CA
+	token  string
+	tokens *store.Tokens
+	cancel context.CancelFunc
+	done   chan error
+}
+
+func newRelay(t *testing.T) *relayEnv {
+	t.Helper()
+	ca := certtest.NewCA(t, "Ferry Test Relay CA")
+	leaf := ca.Server(t, domain, "*."+domain, "127.0.0.1")
+	dir := t.TempDir()
+	tokens, err := store.OpenTokens(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := tokens.Create("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	low := 42000 + rand.IntN(200)*100
+	cfg := config.Config{
+		QUICAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		TCPPorts: fmt.Sprintf("%d-%d", low, low+99), Domain: domain, Data: dir,
+		LogFormat: "logfmt", LogLevel: "info",
+	}
+	srv, err := server.New(server.Options{Config: cfg, Certificate: &leaf, Auth: tokens, Log: testLogger(t), Version: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &relayEnv{t: t, srv: srv, ca: ca, token: token, tokens: tokens, cancel: cancel, done: make(chan error, 1)}
+	go func() { r.done <- srv.Serve(ctx) }()
+	t.Cleanup(r.stop)
+	return r
+}
+
+func (r *relayEnv) stop() {
+	r.cancel()
+	select {
+	case err := <-r.done:
+		if err != nil {
+			r.t.Errorf("relay Serve = %v, want nil", err)
+		}
+		r.done <- nil
+	case <-time.After(10 * time.Second):
+		r.t.Errorf("relay did not stop within 10s")
+	}
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	if os.Getenv("FERRY_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(t.Output(), nil))
+}
+
+// agentEnv is one running agent session.
+type agentEnv struct {
+	client *session.Client
+	urls   []string
+	cancel context.CancelFunc
+	done   chan error
+	once   sync.Once
+}
+
+func (r *relayEnv) agentConfig(tunnels ...*forward.Tunnel) session.Config {
+	return session.Config{
+		Relay: r.srv.QUICAddr().String(), Authtoken: r.token, RootCAs: r.ca.Pool,
+		Tunnels: tunnels, Log: testLogger(r.t), Version: "test", ConnectAttempts: 1,
+		Backoff: 50 * time.Millisecond,
+	}
+}
+
+// startAgent runs an agent and waits until its tunnels are bound.
+func (r *relayEnv) startAgent(tunnels ...*forward.Tunnel) *agentEnv {
+	r.t.Helper()
+	a, err := r.tryAgent(r.agentConfig(tunnels...))
+	if err != nil {
+		r.t.Fatalf("agent: %v", err)
+	}
+	return a
+}
+
+func (r *relayEnv) tryAgent(cfg session.Config) (*agentEnv, error) {
+	ready := make(chan []session.Status, 1)
+	cfg.OnReady = func(st []session.Status) {
+		select {
+		case ready <- st:
+		default:
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a := &agentEnv{client: session.New(cfg), cancel: cancel, done: make(chan error, 1)}
+	go func() { a.done <- a.client.Run(ctx) }()
+	select {
+	case st := <-ready:
+		for _, s := range st {
+			a.urls = append(a.urls, s.URLs...)
+		}
+		r.t.Cleanup(func() { a.stop(r.t) })
+		return a, nil
+	case err := <-a.done:
+		cancel()
+		return nil, err
+	case <-time.After(15 * time.Second):
+		cancel()
+		return nil, errors.New("agent not ready within 15s")
+	}
+}
+
+func (a *agentEnv) stop(t *testing.T) {
+	a.once.Do(func() {
+		a.cancel()
+		select {
+		case err := <-a.done:
+			if err != nil {
+				t.Errorf("agent Run = %v, want nil after cancel", err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Errorf("agent did not stop within 10s of cancel")
+		}
+	})
+}
+
+// url returns the agent's public URL with the given scheme.
+func (a *agentEnv) url(t *testing.T, scheme string) string {
+	t.Helper()
+	for _, u := range a.urls {
+		if strings.HasPrefix(u, scheme+"://") {
+			return u
+		}
+	}
+	t.Fatalf("no %s URL in %v", scheme, a.urls)
+	return ""
+}
+
+// httpClient talks to the relay's public listeners whatever the URL's host resolves to.
+func (r *relayEnv) httpClient(h2 bool) *http.Client {
+	https, plain := r.srv.HTTPSAddr().String(), r.srv.HTTPAddr().String()
+	tr := &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			target := plain
+			if strings.HasSuffix(addr, ":"+port(https)) {
+				target = https
+			}
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", target)
+		},
+		TLSClientConfig:   &tls.Config{RootCAs: r.ca.Pool},
+		ForceAttemptHTTP2: h2,
+	}
+	if !h2 {
+		tr.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
+	}
+	r.t.Cleanup(tr.CloseIdleConnections)
+	return &http.Client{Transport: tr, Timeout: 30 * time.Second}
+}
+
+func port(addr string) string {
+	_, p, _ := net.SplitHostPort(addr)
+	return p
+}
+
+// dialTLS opens a TLS connection to the relay's public TLS port with the given SNI.
+func (r *relayEnv) dialTLS(conf *tls.Config) (*tls.Conn, error) {
+	d := &net.Dialer{Timeout: 5 * time.Second}
+	return tls.DialWithDialer(d, "tcp", r.srv.HTTPSAddr().String(), conf)
+}
+
+// echoServer is a TCP upstream that echoes and propagates half-close.
+func echoServer(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				io.Copy(c, c) //nolint:errcheck
+				c.(*net.TCPConn).CloseWrite()
+			})
+		}
+	})
+	return ln.Addr().String()
+}
+
+// tlsEchoServer terminates TLS with cert and echoes.
+func tlsEchoServer(t *testing.T, cert tls.Certificate) string {
+	t.Helper()
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); wg.Wait() })
+	wg.Go(func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			wg.Go(func() {
+				defer c.Close()
+				io.Copy(c, c) //nolint:errcheck
+			})
+		}
+	})
+	return ln.Addr().String()
+}
+
+// echoOnce writes msg, reads the same number of bytes back and returns them.
+func echoOnce(c net.Conn, msg string) (string, error) {
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, msg); err != nil {
+		return "", err
+	}
+	buf := make([]byte, len(msg))
+	_, err := io.ReadFull(c, buf)
+	return string(buf), err
+}
+
+func tcpAddrOf(t *testing.T, url string) string {
+	t.Helper()
+	_, hp, ok := strings.Cut(url, "://")
+	if !ok {
+		t.Fatalf("bad url %q", url)
+	}
+	return net.JoinHostPort("127.0.0.1", port(hp))
+}
