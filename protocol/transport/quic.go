@@ -129,13 +129,39 @@ func IsALPNMismatch(err error) bool {
 	return errors.As(err, &te) && te.ErrorCode == quic.TransportErrorCode(0x100+120)
 }
 
+// QUICListener accepts agent sessions. It owns its UDP socket: Close ends the listener,
+// every session on it, and the socket, so the address can be bound again at once.
+type QUICListener struct {
+	*quic.Listener
+	tr   *quic.Transport
+	conn *net.UDPConn
+}
+
 // ListenQUIC listens for agents on a UDP address.
-func ListenQUIC(addr string, tlsConf *tls.Config) (*quic.Listener, error) {
-	tlsConf = tlsConf.Clone()
-	tlsConf.NextProtos = []string{protocol.ALPN}
-	ln, err := quic.ListenAddr(addr, tlsConf, QUICConfig())
+func ListenQUIC(addr string, tlsConf *tls.Config) (*QUICListener, error) {
+	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen quic %s: %w", addr, err)
 	}
-	return ln, nil
+	conn, err := net.ListenUDP("udp", ua)
+	if err != nil {
+		return nil, fmt.Errorf("listen quic %s: %w", addr, err)
+	}
+	tlsConf = tlsConf.Clone()
+	tlsConf.NextProtos = []string{protocol.ALPN}
+	tr := &quic.Transport{Conn: conn}
+	ln, err := tr.Listen(tlsConf, QUICConfig())
+	if err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("listen quic %s: %w", addr, err)
+	}
+	return &QUICListener{Listener: ln, tr: tr, conn: conn}, nil
+}
+
+// Close closes the listener, its sessions and its socket.
+func (l *QUICListener) Close() error {
+	l.Listener.Close()
+	err := l.tr.Close()
+	l.conn.Close()
+	return err
 }

@@ -40,6 +40,7 @@ const domain = "ferry.test"
 type relayEnv struct {
 	t      *testing.T
 	srv    *server.Server
+	opts   server.Options
 	ca     *certtest.CA
 	token  string
 	tokens *store.Tokens
@@ -66,18 +67,34 @@ func newRelay(t *testing.T) *relayEnv {
 		TCPPorts: fmt.Sprintf("%d-%d", low, low+99), Domain: domain, Data: dir,
 		LogFormat: "logfmt", LogLevel: "info",
 	}
-	srv, err := server.New(server.Options{Config: cfg, Certificate: &leaf, Auth: tokens, Log: testLogger(t), Version: "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r := &relayEnv{t: t, srv: srv, ca: ca, token: token, tokens: tokens, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- srv.Serve(ctx) }()
+	r := &relayEnv{t: t, ca: ca, token: token, tokens: tokens,
+		opts: server.Options{Config: cfg, Certificate: &leaf, Auth: tokens, Log: testLogger(t), Version: "test"}}
+	r.start()
 	t.Cleanup(r.stop)
 	return r
+}
+
+func (r *relayEnv) start() {
+	r.t.Helper()
+	srv, err := server.New(r.opts)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	if err := srv.Listen(); err != nil {
+		r.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.srv, r.cancel, r.done = srv, cancel, make(chan error, 1)
+	go func() { r.done <- srv.Serve(ctx) }()
+}
+
+// restart stops the relay and starts a new one on the same addresses.
+func (r *relayEnv) restart() {
+	r.t.Helper()
+	c := &r.opts.Config
+	c.QUICAddr, c.HTTPSAddr, c.HTTPAddr = r.srv.QUICAddr().String(), r.srv.HTTPSAddr().String(), r.srv.HTTPAddr().String()
+	r.stop()
+	r.start()
 }
 
 func (r *relayEnv) stop() {

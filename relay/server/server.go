@@ -12,8 +12,6 @@ import (
 	"strconv"
 	"sync"
 
-	"github.com/quic-go/quic-go"
-
 	"github.com/ferrytunnel/ferry/protocol/transport"
 	"github.com/ferrytunnel/ferry/relay/cert"
 	"github.com/ferrytunnel/ferry/relay/config"
@@ -47,7 +45,7 @@ type Server struct {
 
 	devCerts sync.Map // name → *tls.Certificate, issued by DevCA
 
-	quicLn  *quic.Listener
+	quicLn  *transport.QUICListener
 	httpsLn net.Listener
 	httpLn  net.Listener
 }
@@ -130,8 +128,8 @@ func portOf(a net.Addr) int {
 }
 
 func (s *Server) closeListeners() {
-	for _, ln := range []interface{ Close() error }{s.httpsLn, s.httpLn} {
-		if ln != nil && ln != (net.Listener)(nil) {
+	for _, ln := range []net.Listener{s.httpsLn, s.httpLn} {
+		if ln != nil {
 			ln.Close()
 		}
 	}
@@ -181,9 +179,17 @@ func (s *Server) Serve(ctx context.Context) error {
 		"domain", c.Domain, "tcp_ports", c.TCPPorts)
 	<-ctx.Done()
 	s.log.Info("relay shutting down")
-	s.closeListeners()
+	// Stop accepting, end public connections, let each session tell its agent (GoAway and
+	// a shutting_down close), and only then close the QUIC socket.
+	s.quicLn.Listener.Close()
+	for _, ln := range []net.Listener{s.httpsLn, s.httpLn} {
+		if ln != nil {
+			ln.Close()
+		}
+	}
 	s.edge.Close()
 	wg.Wait()
+	s.quicLn.Close()
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}

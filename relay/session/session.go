@@ -86,9 +86,10 @@ func (s *Server) Serve(ctx context.Context, sess transport.Session) error {
 		a.log.Info("agent session refused", "code", perr.Code, "reason", perr.Message)
 		a.send(protocol.TypeError, perr) //nolint:errcheck // best effort before closing
 		sess.CloseWithError(perr.Code, perr.Message)
-	case err != nil && ctx.Err() != nil:
+	case ctx.Err() != nil:
+		a.send(protocol.TypeGoAway, &protocol.GoAway{Reason: "relay shutting down"}) //nolint:errcheck // best effort
 		sess.CloseWithError(protocol.CodeShuttingDown, "relay shutting down")
-	case err != nil:
+	default:
 		sess.CloseWithError(protocol.CodeClosed, "")
 	}
 	return err
@@ -198,6 +199,9 @@ func (a *agent) handle(t protocol.MsgType, body []byte) error {
 }
 
 func (a *agent) send(t protocol.MsgType, m any) error {
+	if a.ctrl == nil {
+		return net.ErrClosed
+	}
 	a.writeMu.Lock()
 	defer a.writeMu.Unlock()
 	return protocol.WriteMsg(a.ctrl, t, m)

@@ -1,0 +1,46 @@
+package server_test
+
+import (
+	"net"
+	"testing"
+	"time"
+
+	"github.com/ferrytunnel/ferry/agent/forward"
+)
+
+// TestReconnectAfterRelayRestart: the agent reconnects on its own, gets the same URLs
+// back, and a new connection works within 5s of the relay's return.
+func TestReconnectAfterRelayRestart(t *testing.T) {
+	r := newRelay(t)
+	web := &forward.Tunnel{Name: "web", Proto: "http", Addr: headerEcho(t).Listener.Addr().String()}
+	echo := &forward.Tunnel{Name: "echo", Proto: "tcp", Addr: echoServer(t)}
+	a := r.startAgent(web, echo)
+	httpsURL, tcpURL := a.url(t, "https"), a.url(t, "tcp")
+
+	r.restart()
+	back := time.Now()
+	waitFor(t, "tunnels back with the same URLs", func() bool {
+		for _, s := range a.client.Tunnels() {
+			if len(s.URLs) == 0 || r.srv.Table().Len() < 2 {
+				return false
+			}
+		}
+		return a.client.Connected() && r.srv.Table().Len() == 2
+	})
+	resp, _ := get(t, r.httpClient(true), httpsURL)
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s after restart = %d, want 200", httpsURL, resp.StatusCode)
+	}
+	c, err := net.DialTimeout("tcp", tcpAddrOf(t, tcpURL), 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial %s after restart: %v", tcpURL, err)
+	}
+	defer c.Close()
+	if got, err := echoOnce(c, "back"); err != nil || got != "back" {
+		t.Fatalf("echo after restart = %q, %v", got, err)
+	}
+	if d := time.Since(back); d > 5*time.Second {
+		t.Errorf("working again %v after the relay came back, want within 5s", d)
+	}
+	t.Logf("working again %v after the relay came back", time.Since(back).Round(time.Millisecond))
+}
