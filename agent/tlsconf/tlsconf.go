@@ -8,9 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/pem"
-	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"strings"
 
@@ -30,7 +28,7 @@ func LoadCAs(path, flag string) (*x509.CertPool, []byte, error) {
 	}
 	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, nil, readError(name, err)
+		return nil, nil, cert.ReadError(name, err)
 	}
 	certs, err := parseCAs(data, name)
 	if err != nil {
@@ -125,20 +123,3 @@ func subject(c *x509.Certificate) string {
 	return "empty subject"
 }
 
-// readError turns an os.ReadFile error into "<name>: <reason>; <fix>" without repeating the
-// path; errors.Is still sees fs.ErrNotExist and fs.ErrPermission.
-func readError(name string, err error) error {
-	var pe *fs.PathError
-	reason := err
-	if errors.As(err, &pe) {
-		reason = pe.Err
-	}
-	switch {
-	case errors.Is(err, fs.ErrNotExist):
-		return fmt.Errorf("%s: %w; check the path", name, reason)
-	case errors.Is(err, fs.ErrPermission):
-		return fmt.Errorf("%s: %w; make the file readable by the user running ferry", name, reason)
-	default:
-		return fmt.Errorf("%s: read: %w", name, reason)
-	}
-}

@@ -85,7 +85,7 @@ func exists(path string) (bool, error) {
 	case errors.Is(err, fs.ErrNotExist):
 		return false, nil
 	default:
-		return false, readError(path, err)
+		return false, ReadError(path, err)
 	}
 }
 
@@ -93,11 +93,11 @@ func loadDevCA(certPath, keyPath string, now time.Time) (*DevCA, error) {
 	startOver := fmt.Sprintf("to start over, delete %s and %s", certPath, keyPath)
 	certPEM, err := os.ReadFile(certPath)
 	if err != nil {
-		return nil, fmt.Errorf("dev CA: %w", readError(certPath, err))
+		return nil, fmt.Errorf("dev CA: %w", ReadError(certPath, err))
 	}
 	keyPEM, err := os.ReadFile(keyPath)
 	if err != nil {
-		return nil, fmt.Errorf("dev CA: %w", readError(keyPath, err))
+		return nil, fmt.Errorf("dev CA: %w", ReadError(keyPath, err))
 	}
 	certs, err := parseCertChain(certPEM, certPath)
 	if err != nil {
@@ -299,14 +299,14 @@ func loadDevLeaf(certPath, keyPath string, now time.Time) (c tls.Certificate, ok
 		return tls.Certificate{}, false, nil
 	}
 	if err != nil {
-		return tls.Certificate{}, false, fmt.Errorf("dev certificate: %w", readError(certPath, err))
+		return tls.Certificate{}, false, fmt.Errorf("dev certificate: %w", ReadError(certPath, err))
 	}
 	keyPEM, err := os.ReadFile(keyPath)
 	if errors.Is(err, fs.ErrNotExist) {
 		return tls.Certificate{}, false, nil
 	}
 	if err != nil {
-		return tls.Certificate{}, false, fmt.Errorf("dev certificate: %w", readError(keyPath, err))
+		return tls.Certificate{}, false, fmt.Errorf("dev certificate: %w", ReadError(keyPath, err))
 	}
 	c, err = keyPair(certPEM, keyPEM, pairSource{certFile: certPath, keyFile: keyPath}, now)
 	if err != nil {

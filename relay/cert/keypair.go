@@ -22,11 +22,11 @@ func LoadKeyPair(certFile, keyFile, certFlag, keyFlag string) (tls.Certificate, 
 	src := pairSource{certFile: certFile, keyFile: keyFile, certFlag: certFlag, keyFlag: keyFlag}
 	certPEM, err := os.ReadFile(certFile)
 	if err != nil {
-		return tls.Certificate{}, readError(src.cert(), err)
+		return tls.Certificate{}, ReadError(src.cert(), err)
 	}
 	keyPEM, err := os.ReadFile(keyFile)
 	if err != nil {
-		return tls.Certificate{}, readError(src.key(), err)
+		return tls.Certificate{}, ReadError(src.key(), err)
 	}
 	return keyPair(certPEM, keyPEM, src, time.Now())
 }

@@ -71,9 +71,9 @@ func writeFileAtomic(path string, data []byte, perm fs.FileMode) (err error) {
 	return nil
 }
 
-// readError turns an os.ReadFile error into "<what>: <reason>; <fix>" without repeating the
+// ReadError turns an os.ReadFile error into "<what>: <reason>; <fix>" without repeating the
 // path that what already names. The result still matches errors.Is(err, fs.ErrNotExist) etc.
-func readError(what string, err error) error {
+func ReadError(what string, err error) error {
 	var pe *fs.PathError
 	reason := err
 	if errors.As(err, &pe) {

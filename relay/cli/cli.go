@@ -139,33 +139,14 @@ func loadConfig(c *cli.Context) (config.Config, error) {
 			return cfg, usageError{err}
 		}
 	}
-	for _, f := range serveFlags() {
-		name := f.Names()[0]
-		if name == "config" || name == "dev" || !c.IsSet(name) {
-			continue
-		}
-		v := c.String(name)
-		switch name {
-		case "quic-addr":
-			cfg.QUICAddr = v
-		case "https-addr":
-			cfg.HTTPSAddr = v
-		case "http-addr":
-			cfg.HTTPAddr = v
-		case "tcp-ports":
-			cfg.TCPPorts = v
-		case "domain":
-			cfg.Domain = v
-		case "tls-cert":
-			cfg.TLSCert = v
-		case "tls-key":
-			cfg.TLSKey = v
-		case "data":
-			cfg.Data = v
-		case "log-format":
-			cfg.LogFormat = v
-		case "log-level":
-			cfg.LogLevel = v
+	fields := map[string]*string{
+		"quic-addr": &cfg.QUICAddr, "https-addr": &cfg.HTTPSAddr, "http-addr": &cfg.HTTPAddr,
+		"tcp-ports": &cfg.TCPPorts, "domain": &cfg.Domain, "tls-cert": &cfg.TLSCert, "tls-key": &cfg.TLSKey,
+		"data": &cfg.Data, "log-format": &cfg.LogFormat, "log-level": &cfg.LogLevel,
+	}
+	for name, field := range fields {
+		if c.IsSet(name) {
+			*field = c.String(name)
 		}
 	}
 	if dev {
