@@ -100,6 +100,7 @@ func globalFlags() []cli.Flag {
 		&cli.StringFlag{Name: "log-format", Usage: "log format: term, logfmt or json (default: term on a terminal, else logfmt)"},
 		&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info"},
 		&cli.StringFlag{Name: "api-addr", Usage: "local API address `HOST:PORT`, or false to disable", Value: "127.0.0.1:4040"},
+		&cli.StringFlag{Name: "transport", Usage: "how to reach the relay: quic, tcp (TLS over TCP, for networks that block UDP) or auto (QUIC, then TCP)", Value: "auto"},
 	}
 }
 
@@ -302,8 +303,14 @@ func runTunnel(c *cli.Context, env Env, proto string) error {
 		}
 	}
 
+	transportChoice := lookup(c, "transport")
+	switch transportChoice {
+	case "auto", "quic", "tcp":
+	default:
+		return usageErr("--transport %q: want auto, quic or tcp", transportChoice)
+	}
 	client = session.New(session.Config{
-		Relay: relay, Authtoken: token, RootCAs: roots, Tunnels: []*forward.Tunnel{t},
+		Relay: relay, Authtoken: token, RootCAs: roots, Tunnels: []*forward.Tunnel{t}, Transport: transportChoice,
 		Log: log, Version: env.Version,
 		OnReady: func(st []session.Status) {
 			if !env.Terminal {

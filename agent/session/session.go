@@ -45,9 +45,15 @@ type Config struct {
 	Backoff time.Duration
 	// OnReady is called each time every tunnel is bound (first start and after a reconnect).
 	OnReady func([]Status)
-	// Dial replaces the QUIC dial (tests).
+	// Transport is "quic", "tcp" (TLS over TCP with yamux, for networks that block UDP),
+	// or "auto" (default): QUIC first, TCP if QUIC has not connected within AutoQUICTimeout.
+	Transport string
+	// Dial replaces the transport dial (tests).
 	Dial func(ctx context.Context, addr string, conf *tls.Config) (transport.Session, error)
 }
+
+// AutoQUICTimeout is how long --transport auto waits for QUIC before trying TCP.
+const AutoQUICTimeout = 2 * time.Second
 
 // Status is one tunnel as the relay bound it.
 type Status struct {
@@ -85,6 +91,8 @@ type Client struct {
 	mu   sync.Mutex
 	urls map[*forward.Tunnel][]string
 	live atomic.Bool
+
+	transportName string // of the current session, for logs
 }
 
 // New returns a client; call Run.
@@ -102,15 +110,54 @@ func New(cfg Config) *Client {
 		cfg.Log = slog.Default()
 	}
 	if cfg.Dial == nil {
-		cfg.Dial = func(ctx context.Context, addr string, conf *tls.Config) (transport.Session, error) {
-			return transport.DialQUIC(ctx, addr, conf)
-		}
+		cfg.Dial = dialer(cfg.Transport, cfg.Log)
 	}
 	return &Client{cfg: cfg, log: cfg.Log, urls: make(map[*forward.Tunnel][]string)}
 }
 
+// dialer returns the dial function for a transport choice.
+func dialer(choice string, log *slog.Logger) func(context.Context, string, *tls.Config) (transport.Session, error) {
+	quic := func(ctx context.Context, addr string, conf *tls.Config) (transport.Session, error) {
+		return transport.DialQUIC(ctx, addr, conf)
+	}
+	tcp := func(ctx context.Context, addr string, conf *tls.Config) (transport.Session, error) {
+		return transport.DialTCP(ctx, addr, conf)
+	}
+	switch choice {
+	case "quic":
+		return quic
+	case "tcp":
+		return tcp
+	}
+	return func(ctx context.Context, addr string, conf *tls.Config) (transport.Session, error) {
+		qctx, cancel := context.WithTimeout(ctx, AutoQUICTimeout)
+		s, qerr := quic(qctx, addr, conf)
+		cancel()
+		if qerr == nil {
+			return s, nil
+		}
+		var cve *tls.CertificateVerificationError
+		if errors.As(qerr, &cve) || transport.IsALPNMismatch(qerr) || ctx.Err() != nil {
+			return nil, qerr // the relay answered: TCP would say the same
+		}
+		s, terr := tcp(ctx, addr, conf)
+		if terr != nil {
+			return nil, fmt.Errorf("quic: %v; tcp: %w", qerr, terr)
+		}
+		log.Info("QUIC did not connect, using TCP (is UDP blocked?)", "relay", addr, "quic_err", qerr)
+		return s, nil
+	}
+}
+
 // RTT returns the last measured round-trip time to the relay (0 before the first).
 func (c *Client) RTT() time.Duration { return time.Duration(c.rtt.Load()) }
+
+// Transport returns the transport of the current (or last) session, "quic" or "tcp".
+func (c *Client) Transport() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.transportName
+}
 
 // Connected reports whether a session is up.
 func (c *Client) Connected() bool { return c.live.Load() }
@@ -177,6 +224,9 @@ func (c *Client) runSession(ctx context.Context, established *bool) error {
 	if err != nil {
 		return c.dialError(err)
 	}
+	c.mu.Lock()
+	c.transportName = sess.Name()
+	c.mu.Unlock()
 	defer sess.CloseWithError(protocol.CodeClosed, "agent closing")
 	ctrl, err := sess.OpenStream(ctx)
 	if err != nil {
@@ -259,7 +309,7 @@ func (c *Client) handshake(ctrl transport.Stream) error {
 	if err := protocol.ReadMsg(ctrl, protocol.MaxControlFrame, protocol.TypeAuthResp, &ar); err != nil {
 		return classify("auth", err)
 	}
-	c.log.Info("session established", "relay", c.cfg.Relay, "session", ar.SessionID, "relay_version", hr.RelayVersion)
+	c.log.Info("session established", "relay", c.cfg.Relay, "session", ar.SessionID, "relay_version", hr.RelayVersion, "transport", c.Transport())
 	return nil
 }
 

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -42,6 +43,9 @@ type Config struct {
 	// (the relay's own certificate for its domain; uploaded ones later).
 	Certificate func(name string) (*tls.Certificate, error)
 	Log         *slog.Logger
+	// Agent serves an agent that connected over TCP+TLS (ALPN ferry/1) instead of QUIC:
+	// the fallback transport shares the public TLS port. It returns when the session ends.
+	Agent func(net.Conn)
 }
 
 // Edge serves public connections.
@@ -168,6 +172,10 @@ func (e *Edge) handleTLS(raw net.Conn) {
 			sni.WriteAlert(c, sni.AlertHandshakeFailure) //nolint:errcheck // best effort before close
 		}
 		c.Close()
+		return
+	}
+	if e.cfg.Agent != nil && slices.Contains(hello.ALPN, protocol.ALPN) {
+		e.cfg.Agent(c)
 		return
 	}
 	name := hello.ServerName

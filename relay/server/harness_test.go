@@ -38,17 +38,28 @@ const domain = "ferry.test"
 
 // relayEnv is one relay on loopback with its CA and an authtoken.
 type relayEnv struct {
-	t      *testing.T
-	srv    *server.Server
-	opts   server.Options
-	ca     *certtest.CA
-	token  string
-	tokens *store.Tokens
-	cancel context.CancelFunc
-	done   chan error
+	t    *testing.T
+	srv  *server.Server
+	opts server.Options
+	// transport is what agents use: "quic" or "tcp".
+	transport string
+	ca        *certtest.CA
+	token     string
+	tokens    *store.Tokens
+	cancel    context.CancelFunc
+	done      chan error
 }
 
-func newRelay(t *testing.T) *relayEnv {
+func newRelay(t *testing.T) *relayEnv { return newRelayTransport(t, "quic") }
+
+// bothTransports runs a test once with agents on QUIC and once on the TCP fallback.
+func bothTransports(t *testing.T, test func(t *testing.T, r *relayEnv)) {
+	for _, tr := range []string{"quic", "tcp"} {
+		t.Run(tr, func(t *testing.T) { test(t, newRelayTransport(t, tr)) })
+	}
+}
+
+func newRelayTransport(t *testing.T, transport string) *relayEnv {
 	t.Helper()
 	ca := certtest.NewCA(t, "Ferry Test Relay CA")
 	leaf := ca.Server(t, domain, "*."+domain, "127.0.0.1")
@@ -67,7 +78,7 @@ func newRelay(t *testing.T) *relayEnv {
 		TCPPorts: fmt.Sprintf("%d-%d", low, low+99), Domain: domain, Data: dir,
 		LogFormat: "logfmt", LogLevel: "info",
 	}
-	r := &relayEnv{t: t, ca: ca, token: token, tokens: tokens,
+	r := &relayEnv{t: t, ca: ca, token: token, tokens: tokens, transport: transport,
 		opts: server.Options{Config: cfg, Certificate: &leaf, Auth: tokens, Log: testLogger(t), Version: "test"}}
 	r.start()
 	t.Cleanup(r.stop)
@@ -127,8 +138,12 @@ type agentEnv struct {
 }
 
 func (r *relayEnv) agentConfig(tunnels ...*forward.Tunnel) session.Config {
+	addr := r.srv.QUICAddr().String()
+	if r.transport == "tcp" {
+		addr = r.srv.HTTPSAddr().String()
+	}
 	return session.Config{
-		Relay: r.srv.QUICAddr().String(), Authtoken: r.token, RootCAs: r.ca.Pool,
+		Transport: r.transport, Relay: addr, Authtoken: r.token, RootCAs: r.ca.Pool,
 		Tunnels: tunnels, Log: testLogger(r.t), Version: "test", ConnectAttempts: 1,
 		Backoff: 50 * time.Millisecond,
 	}

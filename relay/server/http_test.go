@@ -75,8 +75,9 @@ func get(t *testing.T, c *http.Client, url string) (*http.Response, echoed) {
 	return resp, e
 }
 
-func TestHTTPTunnel(t *testing.T) {
-	r := newRelay(t)
+func TestHTTPTunnel(t *testing.T) { bothTransports(t, testHTTPTunnel) }
+
+func testHTTPTunnel(t *testing.T, r *relayEnv) {
 	up := headerEcho(t)
 	a := r.startAgent(&forward.Tunnel{Name: "web", Proto: "http", Addr: up.Listener.Addr().String()})
 	httpsURL, httpURL := a.url(t, "https"), a.url(t, "http")

@@ -10,8 +10,9 @@ import (
 
 // TestReconnectAfterRelayRestart: the agent reconnects on its own, gets the same URLs
 // back, and a new connection works within 5s of the relay's return.
-func TestReconnectAfterRelayRestart(t *testing.T) {
-	r := newRelay(t)
+func TestReconnectAfterRelayRestart(t *testing.T) { bothTransports(t, testReconnectAfterRelayRestart) }
+
+func testReconnectAfterRelayRestart(t *testing.T, r *relayEnv) {
 	web := &forward.Tunnel{Name: "web", Proto: "http", Addr: headerEcho(t).Listener.Addr().String()}
 	echo := &forward.Tunnel{Name: "echo", Proto: "tcp", Addr: echoServer(t)}
 	a := r.startAgent(web, echo)
@@ -43,4 +44,39 @@ func TestReconnectAfterRelayRestart(t *testing.T) {
 		t.Errorf("working again %v after the relay came back, want within 5s", d)
 	}
 	t.Logf("working again %v after the relay came back", time.Since(back).Round(time.Millisecond))
+}
+
+// TestAutoFallsBackToTCP blocks UDP to the relay's port (a socket that swallows every
+// datagram) and checks --transport auto lands on TCP within 3s.
+func TestAutoFallsBackToTCP(t *testing.T) {
+	r := newRelay(t)
+	httpsAddr := r.srv.HTTPSAddr().String()
+	hole, err := net.ListenPacket("udp", httpsAddr) // same port number, UDP: QUIC goes nowhere
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hole.Close()
+	cfg := r.agentConfig(&forward.Tunnel{Name: "echo", Proto: "tcp", Addr: echoServer(t)})
+	cfg.Relay, cfg.Transport = httpsAddr, "auto"
+	start := time.Now()
+	a, err := r.tryAgent(cfg)
+	if err != nil {
+		t.Fatalf("agent with UDP blocked: %v", err)
+	}
+	took := time.Since(start)
+	if got := a.client.Transport(); got != "tcp" {
+		t.Fatalf("transport = %q, want tcp", got)
+	}
+	if took > 3*time.Second {
+		t.Errorf("landed on TCP after %v, want within 3s", took)
+	}
+	c, err := net.DialTimeout("tcp", tcpAddrOf(t, a.url(t, "tcp")), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if got, err := echoOnce(c, "over tcp"); err != nil || got != "over tcp" {
+		t.Fatalf("echo = %q, %v", got, err)
+	}
+	t.Logf("landed on TCP after %v", took.Round(time.Millisecond))
 }

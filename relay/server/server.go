@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/ferrytunnel/ferry/protocol"
 	"github.com/ferrytunnel/ferry/protocol/transport"
 	"github.com/ferrytunnel/ferry/relay/cert"
 	"github.com/ferrytunnel/ferry/relay/config"
@@ -150,8 +151,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	if c.HTTPSAddr != "" {
 		tcpHost, _, _ = net.SplitHostPort(c.HTTPSAddr)
 	}
-	s.edge = edge.New(edge.Config{Table: s.table, Certificate: s.certificate, Log: s.log})
-	sessions := session.NewServer(session.Config{
+	var sessions *session.Server
+	agentTLS := &tls.Config{Certificates: []tls.Certificate{*s.cert}, MinVersion: tls.VersionTLS13, NextProtos: []string{protocol.ALPN}}
+	s.edge = edge.New(edge.Config{Table: s.table, Certificate: s.certificate, Log: s.log,
+		Agent: func(c net.Conn) { s.serveTCPAgent(ctx, sessions, c, agentTLS) }})
+	sessions = session.NewServer(session.Config{
 		Table: s.table, Edge: s.edge, Auth: s.opts.Auth, Domain: c.Domain,
 		HTTPSPort: portOf(s.HTTPSAddr()), HTTPPort: portOf(s.HTTPAddr()),
 		TCPHost: tcpHost, TCPPorts: ports,
@@ -194,6 +198,26 @@ func (s *Server) Serve(ctx context.Context) error {
 		return err
 	}
 	return nil
+}
+
+// serveTCPAgent runs an agent session over the TCP fallback transport.
+func (s *Server) serveTCPAgent(ctx context.Context, sessions *session.Server, c net.Conn, conf *tls.Config) {
+	tc := tls.Server(c, conf)
+	hctx, cancel := context.WithTimeout(ctx, session.HandshakeTimeout)
+	err := tc.HandshakeContext(hctx)
+	cancel()
+	if err != nil {
+		s.log.Info("agent TLS handshake failed", "remote", c.RemoteAddr(), "transport", "tcp", "err", err)
+		c.Close()
+		return
+	}
+	sess, err := transport.NewTCPSession(tc, true)
+	if err != nil {
+		tc.Close()
+		return
+	}
+	sessions.Serve(ctx, sess) //nolint:errcheck // logged inside
+	tc.Close()
 }
 
 // certificate returns the certificate for terminating TLS for name.

@@ -23,8 +23,9 @@ import (
 	"github.com/ferrytunnel/ferry/relay/cert/certtest"
 )
 
-func TestTCPTunnelHalfClose(t *testing.T) {
-	r := newRelay(t)
+func TestTCPTunnelHalfClose(t *testing.T) { bothTransports(t, testTCPTunnelHalfClose) }
+
+func testTCPTunnelHalfClose(t *testing.T, r *relayEnv) {
 	a := r.startAgent(&forward.Tunnel{Name: "echo", Proto: "tcp", Addr: echoServer(t)})
 	size := int64(64 << 20)
 	if raceEnabled {
@@ -86,8 +87,9 @@ func transferHashed(t *testing.T, addr string, size int64) (sent, got [32]byte) 
 	return sent, got
 }
 
-func TestTCP1000Concurrent(t *testing.T) {
-	r := newRelay(t)
+func TestTCP1000Concurrent(t *testing.T) { bothTransports(t, testTCP1000Concurrent) }
+
+func testTCP1000Concurrent(t *testing.T, r *relayEnv) {
 	a := r.startAgent(&forward.Tunnel{Name: "echo", Proto: "tcp", Addr: echoServer(t)})
 	addr := tcpAddrOf(t, a.url(t, "tcp"))
 	const n = 1000
@@ -157,8 +159,9 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func TestTLSPassthrough(t *testing.T) {
-	r := newRelay(t)
+func TestTLSPassthrough(t *testing.T) { bothTransports(t, testTLSPassthrough) }
+
+func testTLSPassthrough(t *testing.T, r *relayEnv) {
 	upCA := certtest.NewCA(t, "Upstream CA")
 	name := "secure." + domain
 	up := tlsEchoServer(t, upCA.Server(t, name))
@@ -177,7 +180,10 @@ func TestTLSPassthrough(t *testing.T) {
 }
 
 func TestTLSAgentTerminationAndMutualTLS(t *testing.T) {
-	r := newRelay(t)
+	bothTransports(t, testTLSAgentTerminationAndMutualTLS)
+}
+
+func testTLSAgentTerminationAndMutualTLS(t *testing.T, r *relayEnv) {
 	agentCA := certtest.NewCA(t, "Agent CA")
 	clientCA := certtest.NewCA(t, "Client CA")
 	otherCA := certtest.NewCA(t, "Other CA")
@@ -239,8 +245,9 @@ func handshakeAndRead(r *relayEnv, conf *tls.Config) error {
 	return err
 }
 
-func TestTLSEdgeTermination(t *testing.T) {
-	r := newRelay(t)
+func TestTLSEdgeTermination(t *testing.T) { bothTransports(t, testTLSEdgeTermination) }
+
+func testTLSEdgeTermination(t *testing.T, r *relayEnv) {
 	clientCA := certtest.NewCA(t, "Client CA")
 	name := "edge." + domain
 	r.startAgent(&forward.Tunnel{Name: "edge", Proto: "tls", Addr: echoServer(t), Domain: name,
