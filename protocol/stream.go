@@ -179,6 +179,9 @@ func ReadStreamResp(r io.Reader) error {
 	}
 	body := buf[HeaderLen : HeaderLen+int(n)]
 	if _, err := io.ReadFull(r, body); err != nil {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
 		return fmt.Errorf("read StreamResp body: %w", err)
 	}
 	var resp StreamResp

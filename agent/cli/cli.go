@@ -120,6 +120,9 @@ func newApp(env Env) *cli.App {
 		HideHelpCommand:      true,
 		ExitErrHandler:       func(*cli.Context, error) {}, // Main prints and picks the code
 		OnUsageError: func(c *cli.Context, err error, _ bool) error {
+			if c.Command == nil || c.Command.Name == "" || c.Command.Name == c.App.Name {
+				return usageErr("%v (see ferry --help)", err)
+			}
 			return usageErr("%v (see ferry %s --help)", err, c.Command.Name)
 		},
 		Commands: []*cli.Command{
@@ -218,6 +221,11 @@ func configPath(c *cli.Context) (string, bool) {
 
 // runTunnel starts one tunnel from the command line and serves until interrupted.
 func runTunnel(c *cli.Context, env Env, proto string) error {
+	for _, a := range c.Args().Slice() {
+		if strings.HasPrefix(a, "-") && len(a) > 1 {
+			return usageErr("flag %s needs a value (see ferry %s --help)", a, proto)
+		}
+	}
 	if c.NArg() != 1 {
 		return usageErr("ferry %s needs exactly one upstream (%s), got %d arguments: %q", proto, c.Command.ArgsUsage, c.NArg(), c.Args().Slice())
 	}

@@ -45,7 +45,12 @@ func Reorder(app *cli.App, args []string) []string {
 			}
 			if strings.HasPrefix(a, "-") && len(a) > 1 {
 				n := flagArity(cmd.Flags, a)
-				flags = append(flags, rest[j:min(j+n, len(rest))]...)
+				if j+n > len(rest) {
+					// A flag missing its value: keep it last so the parser reports
+					// "flag needs an argument" instead of eating a positional argument.
+					return append(append(append(out, flags...), pos...), a)
+				}
+				flags = append(flags, rest[j:j+n]...)
 				j += n - 1
 				continue
 			}

@@ -5,9 +5,11 @@ package config
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/BurntSushi/toml"
@@ -103,7 +105,8 @@ func (f *File) Check() []error {
 	if f.Version != "" && f.Version != "1" {
 		errs = append(errs, fmt.Errorf("%s: version %q: this agent reads version \"1\"", at(toml.Key{"version"}), f.Version))
 	}
-	for name, t := range f.Tunnels {
+	for _, name := range slices.Sorted(maps.Keys(f.Tunnels)) {
+		t := f.Tunnels[name]
 		switch t.Proto {
 		case "http", "tcp", "tls":
 		default:
@@ -121,7 +124,7 @@ func (f *File) Check() []error {
 	return errs
 }
 
-var authtokenLine = regexp.MustCompile(`(?m)^\s*authtoken\s*=.*$`)
+var authtokenLine = regexp.MustCompile(`(?m)^[ \t]*authtoken[ \t]*=.*$`)
 
 // AddAuthtoken writes token into the file at path, keeping everything else as it is
 // (creating the file, mode 0600, and its directory if needed).
@@ -146,5 +149,8 @@ func AddAuthtoken(path, token string) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return err
 	}
-	return os.WriteFile(path, []byte(out), 0o600)
+	if err := os.WriteFile(path, []byte(out), 0o600); err != nil {
+		return err
+	}
+	return os.Chmod(path, 0o600) // an existing file keeps its mode on write: it now holds a secret
 }

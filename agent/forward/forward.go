@@ -150,6 +150,9 @@ func ParseAddr(proto, s string) (string, error) {
 		if host == "" || port == "" {
 			return "", fmt.Errorf("upstream %q: want %s://HOST:PORT", s, u.Scheme)
 		}
+		if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
+			return "", fmt.Errorf("upstream %q: port must be 1-65535", s)
+		}
 		return net.JoinHostPort(host, port), nil
 	}
 	host, port, err := net.SplitHostPort(s)

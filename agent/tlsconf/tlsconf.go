@@ -122,4 +122,3 @@ func subject(c *x509.Certificate) string {
 	}
 	return "empty subject"
 }
-

@@ -87,32 +87,56 @@ func (c *Config) Load(path string) error {
 	return nil
 }
 
-// KeyLine returns the 1-based line of data on which the TOML key k is set (its last
-// part, after the table header of the parts before it), or 0 if it cannot be found.
-// BurntSushi/toml does not expose key positions, so this scans the text.
+// KeyLine returns the 1-based line of data on which the TOML key k is set: the line of
+// "name = ..." inside its table, or of the table header "[a.b]" when k is a table. A key
+// not written in the file (a missing field) falls back to its table's line. 0 if nothing
+// matches. BurntSushi/toml does not expose key positions, so this scans the text.
 func KeyLine(data []byte, k toml.Key) int {
-	if len(k) == 0 {
-		return 0
+	for ; len(k) > 0; k = k[:len(k)-1] {
+		if n := keyLine(data, strings.Join(k, ".")); n > 0 {
+			return n
+		}
 	}
-	table := strings.Join(k[:len(k)-1], ".")
-	last := k[len(k)-1]
+	return 0
+}
+
+func keyLine(data []byte, want string) int {
 	current := ""
 	for i, line := range strings.Split(string(data), "\n") {
 		t := strings.TrimSpace(line)
 		if strings.HasPrefix(t, "[") {
-			current = strings.Trim(t, "[] \t")
+			end := strings.LastIndex(t, "]")
+			if end < 0 {
+				continue
+			}
+			current = unquoteKey(strings.Trim(t[:end+1], "[]"))
+			if current == want {
+				return i + 1
+			}
 			continue
 		}
 		name, _, ok := strings.Cut(t, "=")
-		if !ok {
+		if !ok || strings.HasPrefix(t, "#") {
 			continue
 		}
-		name = strings.Trim(strings.TrimSpace(name), `"'`)
-		if name == last && current == table || name == k.String() && current == "" {
+		full := unquoteKey(name)
+		if current != "" {
+			full = current + "." + full
+		}
+		if full == want {
 			return i + 1
 		}
 	}
 	return 0
+}
+
+// unquoteKey turns ` tunnels . "my app" ` into `tunnels.my app`.
+func unquoteKey(s string) string {
+	parts := strings.Split(s, ".")
+	for i, p := range parts {
+		parts[i] = strings.Trim(strings.TrimSpace(p), `"'`)
+	}
+	return strings.Join(parts, ".")
 }
 
 // PortRange is an inclusive range of TCP ports.
