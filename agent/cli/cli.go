@@ -23,6 +23,7 @@ import (
 	"github.com/ferrytunnel/ferry/agent/forward"
 	"github.com/ferrytunnel/ferry/agent/session"
 	"github.com/ferrytunnel/ferry/agent/tlsconf"
+	"github.com/ferrytunnel/ferry/protocol/pprof"
 )
 
 // Exit codes, documented in docs/agent.md.
@@ -100,6 +101,7 @@ func globalFlags() []cli.Flag {
 		&cli.StringFlag{Name: "log-format", Usage: "log format: term, logfmt or json (default: term on a terminal, else logfmt)"},
 		&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info"},
 		&cli.StringFlag{Name: "api-addr", Usage: "local API address `HOST:PORT`, or false to disable", Value: "127.0.0.1:4040"},
+		&cli.StringFlag{Name: "pprof-addr", Usage: "serve Go's pprof profiles on `ADDR` (e.g. 127.0.0.1:6061); off by default"},
 		&cli.StringFlag{Name: "transport", Usage: "how to reach the relay: quic, tcp (TLS over TCP, for networks that block UDP) or auto (QUIC, then TCP)", Value: "auto"},
 	}
 }
@@ -295,6 +297,13 @@ func runTunnel(c *cli.Context, env Env, proto string) error {
 	}
 	defer closeLog()
 
+	if addr := lookup(c, "pprof-addr"); addr != "" {
+		stop, err := pprof.Serve(addr, log)
+		if err != nil {
+			return usageErr("--pprof-addr: %v", err)
+		}
+		defer stop()
+	}
 	apiAddr := pick("api-addr", file.APIAddr)
 	var client *session.Client
 	apiURL := ""

@@ -14,6 +14,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/ferrytunnel/ferry/protocol/pprof"
 	"github.com/ferrytunnel/ferry/relay/cert"
 	"github.com/ferrytunnel/ferry/relay/config"
 	"github.com/ferrytunnel/ferry/relay/server"
@@ -64,6 +65,7 @@ func serveFlags() []cli.Flag {
 		&cli.StringFlag{Name: "data", Usage: "data `DIR` (authtokens, dev CA)", DefaultText: d.Data},
 		&cli.StringFlag{Name: "log-format", Usage: "logfmt or json", DefaultText: d.LogFormat},
 		&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", DefaultText: d.LogLevel},
+		&cli.StringFlag{Name: "pprof-addr", Usage: "serve Go's pprof profiles on `ADDR` (e.g. 127.0.0.1:6060); off by default"},
 	}
 }
 
@@ -179,6 +181,13 @@ func serve(c *cli.Context, env Env) error {
 	}
 	log := slog.New(h)
 
+	if addr := c.String("pprof-addr"); addr != "" {
+		stop, err := pprof.Serve(addr, log)
+		if err != nil {
+			return usageError{fmt.Errorf("--pprof-addr: %w", err)}
+		}
+		defer stop()
+	}
 	srv, err := server.New(server.Options{Config: cfg, Log: log, Version: env.Version, DevCA: devCA})
 	if err != nil {
 		return err
