@@ -41,8 +41,10 @@ lint:
 e2e: build
 	bash scripts/e2e.sh
 
+# A built binary, not `go run`: go run exits 1 on Ctrl-C even when the demo ends cleanly.
 demo: build
-	$(GO) run ./scripts/demo
+	$(GO) build -o $(BIN)/demo ./scripts/demo
+	@$(BIN)/demo
 
 bench: build
 	$(GO) run ./scripts/bench

@@ -11,7 +11,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -101,6 +103,8 @@ func globalFlags() []cli.Flag {
 		&cli.StringFlag{Name: "log-format", Usage: "log format: term, logfmt or json (default: term on a terminal, else logfmt)"},
 		&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", Value: "info"},
 		&cli.StringFlag{Name: "api-addr", Usage: "local API address `HOST:PORT`, or false to disable", Value: "127.0.0.1:4040"},
+		&cli.StringFlag{Name: "exec", Usage: "run `COMMAND` (with sh -c) once every tunnel is up, with FERRY_URL and FERRY_URLS set; then close the tunnels and exit with its status"},
+		&cli.StringFlag{Name: "url-file", Usage: "write the public URLs, one per line, to `PATH` once every tunnel is up"},
 		&cli.StringFlag{Name: "pprof-addr", Usage: "serve Go's pprof profiles on `ADDR` (e.g. 127.0.0.1:6061); off by default"},
 		&cli.StringFlag{Name: "transport", Usage: "how to reach the relay: quic, tcp (TLS over TCP, for networks that block UDP) or auto (QUIC, then TCP)", Value: "auto"},
 	}
@@ -153,6 +157,13 @@ func newApp(env Env) *cli.App {
 					&cli.StringFlag{Name: "terminate-at", Usage: "where TLS is terminated: edge, agent or upstream (default: agent with --crt/--key, else upstream)"},
 				),
 				Action: func(c *cli.Context) error { return runTunnel(c, env, "tls") },
+			},
+			{
+				Name:      "start",
+				Usage:     "start tunnels defined in the configuration file",
+				ArgsUsage: "NAME... | --all",
+				Flags:     tunnelFlags(&cli.BoolFlag{Name: "all", Usage: "start every tunnel in the configuration file"}),
+				Action:    func(c *cli.Context) error { return runStart(c, env) },
 			},
 			{
 				Name:  "config",
@@ -221,6 +232,48 @@ func configPath(c *cli.Context) (string, bool) {
 	return config.DefaultPath(), false
 }
 
+// tunnelSpec is one tunnel as the user wrote it, on the command line or in the file;
+// optKey(name) names the flag or the file key in error messages.
+type tunnelSpec struct {
+	name, proto, addr, domain, remoteAddr, terminateAt, crt, key, mutualTLSCAs string
+	optKey func(option string) string
+}
+
+// build reads the spec's files and checks its options.
+func (s tunnelSpec) build() (*forward.Tunnel, error) {
+	addr, err := forward.ParseAddr(s.proto, s.addr)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", s.optKey("addr"), err)
+	}
+	t := &forward.Tunnel{Name: s.name, Proto: s.proto, Addr: addr, Domain: s.domain, RemoteAddr: s.remoteAddr, TerminateAt: s.terminateAt}
+	if (s.crt == "") != (s.key == "") {
+		return nil, fmt.Errorf("%s and %s go together: give both, or neither to pass TLS through to the upstream", s.optKey("crt"), s.optKey("key"))
+	}
+	if s.crt != "" {
+		cert, err := tlsconf.LoadServerCert(s.crt, s.key)
+		if err != nil {
+			return nil, err
+		}
+		t.Cert = &cert
+	}
+	if s.mutualTLSCAs != "" {
+		pool, pemData, err := tlsconf.LoadCAs(s.mutualTLSCAs, s.optKey("mutual-tls-cas"))
+		if err != nil {
+			return nil, err
+		}
+		t.ClientCAs, t.ClientCAsPEM = pool, pemData
+	}
+	if err := t.Prepare(); err != nil {
+		if s.name != "" && !strings.HasPrefix(s.name, s.proto+"-") {
+			return nil, fmt.Errorf("tunnel %s: %w", s.name, err)
+		}
+		return nil, err
+	}
+	return t, nil
+}
+
+func flagKey(option string) string { return "--" + option }
+
 // runTunnel starts one tunnel from the command line and serves until interrupted.
 func runTunnel(c *cli.Context, env Env, proto string) error {
 	for _, a := range c.Args().Slice() {
@@ -231,14 +284,72 @@ func runTunnel(c *cli.Context, env Env, proto string) error {
 	if c.NArg() != 1 {
 		return usageErr("ferry %s needs exactly one upstream (%s), got %d arguments: %q", proto, c.Command.ArgsUsage, c.NArg(), c.Args().Slice())
 	}
-	path, named := configPath(c)
-	file, err := config.Load(path, named)
+	file, path, err := loadFile(c)
+	if err != nil {
+		return err
+	}
+	spec := tunnelSpec{name: proto + "-" + c.Args().First(), proto: proto, addr: c.Args().First(),
+		domain: c.String("domain"), remoteAddr: c.String("remote-addr"), terminateAt: c.String("terminate-at"),
+		crt: c.String("crt"), key: c.String("key"), mutualTLSCAs: c.String("mutual-tls-cas"), optKey: flagKey}
+	if proto != "tls" && (spec.crt != "" || spec.mutualTLSCAs != "" || spec.terminateAt != "") {
+		return usageErr("--crt, --key, --mutual-tls-cas and --terminate-at are for ferry tls")
+	}
+	t, err := spec.build()
 	if err != nil {
 		return usageErr("%v", err)
 	}
-	if errs := file.Check(); len(errs) > 0 {
-		return usageErr("%v (run `ferry config check`)", errors.Join(errs...))
+	return runAgent(c, env, file, path, []*forward.Tunnel{t})
+}
+
+// runStart starts tunnels defined in the configuration file.
+func runStart(c *cli.Context, env Env) error {
+	file, path, err := loadFile(c)
+	if err != nil {
+		return err
 	}
+	names := c.Args().Slice()
+	if c.Bool("all") {
+		if len(names) > 0 {
+			return usageErr("ferry start: give tunnel names or --all, not both")
+		}
+		names = slices.Sorted(maps.Keys(file.Tunnels))
+	}
+	if len(names) == 0 {
+		return usageErr("ferry start: name the tunnels to start (%s), or --all", strings.Join(slices.Sorted(maps.Keys(file.Tunnels)), ", "))
+	}
+	var tunnels []*forward.Tunnel
+	for _, name := range names {
+		ft, ok := file.Tunnels[name]
+		if !ok {
+			return usageErr("ferry start: no tunnel %q in %s (defined: %s)", name, path, strings.Join(slices.Sorted(maps.Keys(file.Tunnels)), ", "))
+		}
+		spec := tunnelSpec{name: name, proto: ft.Proto, addr: ft.Addr, domain: ft.Domain, remoteAddr: ft.RemoteAddr,
+			terminateAt: ft.TerminateAt, crt: ft.Crt, key: ft.Key, mutualTLSCAs: ft.MutualTLSCAs,
+			optKey: func(o string) string { return fmt.Sprintf("%s: tunnels.%s.%s", path, name, strings.ReplaceAll(o, "-", "_")) }}
+		t, err := spec.build()
+		if err != nil {
+			return usageErr("%v", err)
+		}
+		tunnels = append(tunnels, t)
+	}
+	return runAgent(c, env, file, path, tunnels)
+}
+
+func loadFile(c *cli.Context) (*config.File, string, error) {
+	path, named := configPath(c)
+	file, err := config.Load(path, named)
+	if err != nil {
+		return nil, path, usageErr("%v", err)
+	}
+	if errs := file.Check(); len(errs) > 0 {
+		return nil, path, usageErr("%v (run `ferry config check`)", errors.Join(errs...))
+	}
+	return file, path, nil
+}
+
+// runAgent connects to the relay and serves the tunnels until interrupted, or until the
+// --exec command ends.
+func runAgent(c *cli.Context, env Env, file *config.File, path string, tunnels []*forward.Tunnel) error {
 	pick := func(name, fromFile string) string {
 		if v := lookup(c, name); v != "" && (c.IsSet(name) || fromFile == "" || isEnvSet(name)) {
 			return v
@@ -254,38 +365,15 @@ func runTunnel(c *cli.Context, env Env, proto string) error {
 	if token == "" {
 		return usageErr("no authtoken: pass --authtoken TOKEN, set FERRY_AUTHTOKEN, or run `ferry config add-authtoken TOKEN` (create one on the relay with `ferry-relay token create`)")
 	}
-
-	addr, err := forward.ParseAddr(proto, c.Args().First())
-	if err != nil {
-		return usageErr("%v", err)
+	transportChoice := lookup(c, "transport")
+	switch transportChoice {
+	case "auto", "quic", "tcp":
+	default:
+		return usageErr("--transport %q: want auto, quic or tcp", transportChoice)
 	}
-	t := &forward.Tunnel{Name: proto + "-" + c.Args().First(), Proto: proto, Addr: addr,
-		Domain: c.String("domain"), RemoteAddr: c.String("remote-addr"), TerminateAt: c.String("terminate-at")}
-	if proto == "tls" {
-		if (c.String("crt") == "") != (c.String("key") == "") {
-			return usageErr("--crt and --key go together: give both, or neither to pass TLS through to the upstream")
-		}
-		if c.String("crt") != "" {
-			cert, err := tlsconf.LoadServerCert(c.String("crt"), c.String("key"))
-			if err != nil {
-				return usageErr("%v", err)
-			}
-			t.Cert = &cert
-		}
-		if f := c.String("mutual-tls-cas"); f != "" {
-			pool, pemData, err := tlsconf.LoadCAs(f, "--mutual-tls-cas")
-			if err != nil {
-				return usageErr("%v", err)
-			}
-			t.ClientCAs, t.ClientCAsPEM = pool, pemData
-		}
-	}
-	if err := t.Prepare(); err != nil {
-		return usageErr("%v", err)
-	}
-
 	var roots *x509.CertPool
 	if relayCA != "" {
+		var err error
 		roots, _, err = tlsconf.LoadCAs(relayCA, "--relay-ca")
 		if err != nil {
 			return usageErr("%v", err)
@@ -307,42 +395,42 @@ func runTunnel(c *cli.Context, env Env, proto string) error {
 	apiAddr := pick("api-addr", file.APIAddr)
 	var client *session.Client
 	apiURL := ""
-	var apiSrv *http.Server
 	if apiAddr != "" && apiAddr != "false" {
 		ln, err := net.Listen("tcp", apiAddr)
 		if err != nil {
 			log.Warn("local API disabled: address in use; pass --api-addr HOST:PORT or --api-addr false", "addr", apiAddr, "err", err)
 		} else {
 			apiURL = "http://" + ln.Addr().String()
-			apiSrv = &http.Server{Handler: api.Handler(lazyLister{&client}), ReadHeaderTimeout: 5 * time.Second}
+			apiSrv := &http.Server{Handler: api.Handler(lazyLister{&client}), ReadHeaderTimeout: 5 * time.Second}
 			go apiSrv.Serve(ln) //nolint:errcheck // ends with Close
 			defer apiSrv.Close()
 		}
 	}
 
-	transportChoice := lookup(c, "transport")
-	switch transportChoice {
-	case "auto", "quic", "tcp":
-	default:
-		return usageErr("--transport %q: want auto, quic or tcp", transportChoice)
-	}
+	ctx, cancel := context.WithCancel(c.Context)
+	defer cancel()
+	ci := &ciMode{command: lookup(c, "exec"), urlFile: lookup(c, "url-file"), stdout: env.Stdout, stderr: env.Stderr, log: log, cancel: cancel}
 	client = session.New(session.Config{
-		Relay: relay, Authtoken: token, RootCAs: roots, Tunnels: []*forward.Tunnel{t}, Transport: transportChoice,
+		Relay: relay, Authtoken: token, RootCAs: roots, Tunnels: tunnels, Transport: transportChoice,
 		Log: log, Version: env.Version,
 		OnReady: func(st []session.Status) {
-			if !env.Terminal {
-				return
-			}
-			s := console.Status{Relay: relay, Version: env.Version, APIURL: apiURL}
-			for _, x := range st {
-				for _, u := range x.URLs {
-					s.Forwards = append(s.Forwards, console.Forward{URL: u, Upstream: x.Tunnel.Upstream()})
+			if env.Terminal {
+				s := console.Status{Relay: relay, Version: env.Version, APIURL: apiURL}
+				for _, x := range st {
+					for _, u := range x.URLs {
+						s.Forwards = append(s.Forwards, console.Forward{URL: u, Upstream: x.Tunnel.Upstream()})
+					}
 				}
+				console.PrintStatus(env.Stdout, s)
 			}
-			console.PrintStatus(env.Stdout, s)
+			ci.ready(st)
 		},
 	})
-	return client.Run(c.Context)
+	runErr := client.Run(ctx)
+	if ci.command != "" && ci.started() {
+		return ci.wait()
+	}
+	return runErr
 }
 
 func isEnvSet(flag string) bool {

@@ -1,0 +1,111 @@
+package cli
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+
+	"github.com/ferrytunnel/ferry/agent/session"
+)
+
+// ciMode runs --exec and writes --url-file once every tunnel is up.
+type ciMode struct {
+	command, urlFile string
+	stdout, stderr   io.Writer
+	log              *slog.Logger
+	cancel           func()
+
+	once sync.Once
+	mu   sync.Mutex
+	done chan struct{}
+	err  error
+}
+
+// ready is called on every (re)connect; it acts on the first.
+func (m *ciMode) ready(st []session.Status) {
+	m.once.Do(func() {
+		var urls []string
+		named := map[string][]string{}
+		for _, s := range st {
+			urls = append(urls, s.URLs...)
+			named[s.Tunnel.Name] = s.URLs
+		}
+		if m.urlFile != "" {
+			if err := writeFileAtomic(m.urlFile, []byte(strings.Join(urls, "\n")+"\n")); err != nil {
+				m.log.Error("--url-file", "path", m.urlFile, "err", err)
+			}
+		}
+		if m.command == "" {
+			return
+		}
+		all, _ := json.Marshal(named)
+		m.mu.Lock()
+		m.done = make(chan struct{})
+		m.mu.Unlock()
+		go m.run(urls, string(all))
+	})
+}
+
+func (m *ciMode) run(urls []string, all string) {
+	defer close(m.done)
+	defer m.cancel() // the command's end ends the tunnels
+	shell, flag := "sh", "-c"
+	if runtime.GOOS == "windows" {
+		shell, flag = "cmd", "/C"
+	}
+	cmd := exec.Command(shell, flag, m.command)
+	cmd.Stdout, cmd.Stderr, cmd.Stdin = m.stdout, m.stderr, os.Stdin
+	first := ""
+	if len(urls) > 0 {
+		first = urls[0]
+	}
+	cmd.Env = append(os.Environ(), "FERRY_URL="+first, "FERRY_URLS="+all)
+	m.log.Info("running --exec", "command", m.command, "url", first)
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		m.err = nil
+	case errors.As(err, &ee):
+		m.err = &exitError{code: ee.ExitCode(), err: fmt.Errorf("--exec %q exited with status %d", m.command, ee.ExitCode())}
+	default:
+		m.err = &exitError{code: ExitError, err: fmt.Errorf("--exec %q: %w", m.command, err)}
+	}
+}
+
+func (m *ciMode) started() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.done != nil
+}
+
+// wait returns the command's outcome: nil for status 0, else an error carrying its status.
+func (m *ciMode) wait() error {
+	<-m.done
+	return m.err
+}
+
+func writeFileAtomic(path string, data []byte) error {
+	tmp, err := os.CreateTemp(filepath.Dir(path), ".ferry-url-*")
+	if err != nil {
+		return err
+	}
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		os.Remove(tmp.Name())
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		os.Remove(tmp.Name())
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}
