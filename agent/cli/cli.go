@@ -9,9 +9,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net"
 	"net/http"
-	"maps"
 	"os"
 	"slices"
 	"strings"
@@ -236,7 +236,7 @@ func configPath(c *cli.Context) (string, bool) {
 // optKey(name) names the flag or the file key in error messages.
 type tunnelSpec struct {
 	name, proto, addr, domain, remoteAddr, terminateAt, crt, key, mutualTLSCAs string
-	optKey func(option string) string
+	optKey                                                                     func(option string) string
 }
 
 // build reads the spec's files and checks its options.
@@ -325,7 +325,9 @@ func runStart(c *cli.Context, env Env) error {
 		}
 		spec := tunnelSpec{name: name, proto: ft.Proto, addr: ft.Addr, domain: ft.Domain, remoteAddr: ft.RemoteAddr,
 			terminateAt: ft.TerminateAt, crt: ft.Crt, key: ft.Key, mutualTLSCAs: ft.MutualTLSCAs,
-			optKey: func(o string) string { return fmt.Sprintf("%s: tunnels.%s.%s", path, name, strings.ReplaceAll(o, "-", "_")) }}
+			optKey: func(o string) string {
+				return fmt.Sprintf("%s: tunnels.%s.%s", path, name, strings.ReplaceAll(o, "-", "_"))
+			}}
 		t, err := spec.build()
 		if err != nil {
 			return usageErr("%v", err)
