@@ -596,8 +596,8 @@ func (d *demo) checkPorts() error {
 			}
 		}
 		if err != nil {
-			return fmt.Errorf("port %s/%s, %s, is already in use (%v).\n"+
-				"Is another %s running (an earlier `make demo`, or `%s --dev`)? Stop it and run `make demo` again.",
+			return fmt.Errorf("port %s/%s, %s, is already in use (%v); "+
+				"is another %s running (an earlier `make demo`, or `%s --dev`)? Stop it and run `make demo` again",
 				addr, c.network, c.what, unwrapSyscall(err), c.who, map[string]string{"ferry-relay": relayBin, "ferry agent": agentBin + " http"}[c.who])
 		}
 	}
