@@ -7,12 +7,15 @@ import (
 	"net/http"
 	"strings"
 
+	"github.com/ferrytunnel/ferry/agent/forward"
+	"github.com/ferrytunnel/ferry/agent/inspect"
 	"github.com/ferrytunnel/ferry/agent/session"
 )
 
 // TunnelLister returns the agent's tunnels.
 type TunnelLister interface {
 	Tunnels() []session.Status
+	Tunnel(name string) *forward.Tunnel
 }
 
 // Tunnel is one public URL of a tunnel, as ngrok's agent API lists it.
@@ -31,8 +34,9 @@ type TunnelConfig struct {
 }
 
 // Handler serves the local API.
-func Handler(l TunnelLister) http.Handler {
+func Handler(l TunnelLister, store *inspect.Store) http.Handler {
 	mux := http.NewServeMux()
+	requestRoutes(mux, l, store)
 	mux.HandleFunc("GET /api/tunnels", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]any{"tunnels": List(l), "uri": "/api/tunnels"})
 	})
@@ -43,8 +47,7 @@ func Handler(l TunnelLister) http.Handler {
 				return
 			}
 		}
-		w.WriteHeader(http.StatusNotFound)
-		writeJSON(w, map[string]any{"error_code": 104, "status_code": 404, "msg": "tunnel not found: " + r.PathValue("name")})
+		apiError(w, http.StatusNotFound, "tunnel not found: "+r.PathValue("name"))
 	})
 	return mux
 }
@@ -65,6 +68,12 @@ func List(l TunnelLister) []Tunnel {
 		}
 	}
 	return out
+}
+
+func apiError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(map[string]any{"status_code": status, "msg": msg}) //nolint:errcheck
 }
 
 func writeJSON(w http.ResponseWriter, v any) {

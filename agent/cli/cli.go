@@ -23,6 +23,7 @@ import (
 	"github.com/ferrytunnel/ferry/agent/config"
 	"github.com/ferrytunnel/ferry/agent/console"
 	"github.com/ferrytunnel/ferry/agent/forward"
+	"github.com/ferrytunnel/ferry/agent/inspect"
 	"github.com/ferrytunnel/ferry/agent/session"
 	"github.com/ferrytunnel/ferry/agent/tlsconf"
 	"github.com/ferrytunnel/ferry/protocol/pprof"
@@ -136,8 +137,12 @@ func newApp(env Env) *cli.App {
 				Name:      "http",
 				Usage:     "expose a local HTTP server",
 				ArgsUsage: "PORT|HOST:PORT|URL",
-				Flags:     tunnelFlags(domain),
-				Action:    func(c *cli.Context) error { return runTunnel(c, env, "http") },
+				Flags: tunnelFlags(domain,
+					&cli.BoolFlag{Name: "inspect", Value: true, Usage: "record requests for the inspection UI and local API (--inspect=false to turn off)"},
+					&cli.StringFlag{Name: "host-header", Usage: "Host header sent upstream: rewrite (the upstream's host:port) or a `VALUE` (default: the public host)"},
+					&cli.BoolFlag{Name: "upstream-tls-verify", Value: true, Usage: "verify an https:// upstream's certificate (--upstream-tls-verify=false for self-signed)"},
+				),
+				Action: func(c *cli.Context) error { return runTunnel(c, env, "http") },
 			},
 			{
 				Name:      "tcp",
@@ -236,6 +241,8 @@ func configPath(c *cli.Context) (string, bool) {
 // optKey(name) names the flag or the file key in error messages.
 type tunnelSpec struct {
 	name, proto, addr, domain, remoteAddr, terminateAt, crt, key, mutualTLSCAs string
+	hostHeader                                                                 string
+	inspect, upstreamTLSVerify                                                 bool
 	optKey                                                                     func(option string) string
 }
 
@@ -245,7 +252,11 @@ func (s tunnelSpec) build() (*forward.Tunnel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", s.optKey("addr"), err)
 	}
-	t := &forward.Tunnel{Name: s.name, Proto: s.proto, Addr: addr, Domain: s.domain, RemoteAddr: s.remoteAddr, TerminateAt: s.terminateAt}
+	t := &forward.Tunnel{Name: s.name, Proto: s.proto, Addr: addr, Domain: s.domain, RemoteAddr: s.remoteAddr, TerminateAt: s.terminateAt,
+		HostHeader: s.hostHeader, Inspect: s.inspect, InsecureUpstream: !s.upstreamTLSVerify}
+	if strings.HasPrefix(s.addr, "https://") {
+		t.Scheme = "https"
+	}
 	if (s.crt == "") != (s.key == "") {
 		return nil, fmt.Errorf("%s and %s go together: give both, or neither to pass TLS through to the upstream", s.optKey("crt"), s.optKey("key"))
 	}
@@ -290,7 +301,8 @@ func runTunnel(c *cli.Context, env Env, proto string) error {
 	}
 	spec := tunnelSpec{name: proto + "-" + c.Args().First(), proto: proto, addr: c.Args().First(),
 		domain: c.String("domain"), remoteAddr: c.String("remote-addr"), terminateAt: c.String("terminate-at"),
-		crt: c.String("crt"), key: c.String("key"), mutualTLSCAs: c.String("mutual-tls-cas"), optKey: flagKey}
+		crt: c.String("crt"), key: c.String("key"), mutualTLSCAs: c.String("mutual-tls-cas"), optKey: flagKey,
+		hostHeader: c.String("host-header"), inspect: proto == "http" && c.Bool("inspect"), upstreamTLSVerify: !c.IsSet("upstream-tls-verify") || c.Bool("upstream-tls-verify")}
 	if proto != "tls" && (spec.crt != "" || spec.mutualTLSCAs != "" || spec.terminateAt != "") {
 		return usageErr("--crt, --key, --mutual-tls-cas and --terminate-at are for ferry tls")
 	}
@@ -324,7 +336,8 @@ func runStart(c *cli.Context, env Env) error {
 			return usageErr("ferry start: no tunnel %q in %s (defined: %s)", name, path, strings.Join(slices.Sorted(maps.Keys(file.Tunnels)), ", "))
 		}
 		spec := tunnelSpec{name: name, proto: ft.Proto, addr: ft.Addr, domain: ft.Domain, remoteAddr: ft.RemoteAddr,
-			terminateAt: ft.TerminateAt, crt: ft.Crt, key: ft.Key, mutualTLSCAs: ft.MutualTLSCAs,
+			terminateAt: ft.TerminateAt, crt: ft.Crt, key: ft.Key, mutualTLSCAs: ft.MutualTLSCAs, hostHeader: ft.HostHeader,
+			inspect: ft.Proto == "http" && (ft.Inspect == nil || *ft.Inspect), upstreamTLSVerify: ft.UpstreamTLSVerify == nil || *ft.UpstreamTLSVerify,
 			optKey: func(o string) string {
 				return fmt.Sprintf("%s: tunnels.%s.%s", path, name, strings.ReplaceAll(o, "-", "_"))
 			}}
@@ -394,6 +407,10 @@ func runAgent(c *cli.Context, env Env, file *config.File, path string, tunnels [
 		}
 		defer stop()
 	}
+	store := inspect.NewStore()
+	for _, t := range tunnels {
+		t.Store = store
+	}
 	apiAddr := pick("api-addr", file.APIAddr)
 	var client *session.Client
 	apiURL := ""
@@ -403,7 +420,7 @@ func runAgent(c *cli.Context, env Env, file *config.File, path string, tunnels [
 			log.Warn("local API disabled: address in use; pass --api-addr HOST:PORT or --api-addr false", "addr", apiAddr, "err", err)
 		} else {
 			apiURL = "http://" + ln.Addr().String()
-			apiSrv := &http.Server{Handler: api.Handler(lazyLister{&client}), ReadHeaderTimeout: 5 * time.Second}
+			apiSrv := &http.Server{Handler: api.Handler(lazyLister{&client}, store), ReadHeaderTimeout: 5 * time.Second}
 			go apiSrv.Serve(ln) //nolint:errcheck // ends with Close
 			defer apiSrv.Close()
 		}
@@ -448,6 +465,13 @@ func (l lazyLister) Tunnels() []session.Status {
 		return nil
 	}
 	return (*l.c).Tunnels()
+}
+
+func (l lazyLister) Tunnel(name string) *forward.Tunnel {
+	if *l.c == nil {
+		return nil
+	}
+	return (*l.c).Tunnel(name)
 }
 
 // openLog builds the logger from --log, --log-format and --log-level (flags over file).

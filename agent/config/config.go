@@ -52,6 +52,12 @@ type Tunnel struct {
 	Key          string `toml:"key"`
 	MutualTLSCAs string `toml:"mutual_tls_cas"`
 	TerminateAt  string `toml:"terminate_at"`
+	// Inspect records HTTP requests for the inspection UI (default true).
+	Inspect *bool `toml:"inspect"`
+	// HostHeader is "rewrite" or a value for the Host header sent upstream (http).
+	HostHeader string `toml:"host_header"`
+	// UpstreamTLSVerify checks an https upstream's certificate (default true).
+	UpstreamTLSVerify *bool `toml:"upstream_tls_verify"`
 }
 
 // DefaultPath is $XDG_CONFIG_HOME/ferry/ferry.toml, or ~/.config/ferry/ferry.toml.

@@ -16,6 +16,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/ferrytunnel/ferry/agent/inspect"
 	"github.com/ferrytunnel/ferry/agent/tlsconf"
 	"github.com/ferrytunnel/ferry/protocol"
 	"github.com/ferrytunnel/ferry/protocol/transport"
@@ -47,16 +48,51 @@ type Tunnel struct {
 	// ClientCAsPEM is sent to the relay for mutual TLS at the edge.
 	ClientCAsPEM []byte
 
+	// Scheme is the upstream's scheme for http tunnels: "http" (default) or "https".
+	Scheme string
+	// InsecureUpstream skips verifying an https upstream's certificate (--upstream-tls-verify=false).
+	InsecureUpstream bool
+	// HostHeader is "" (pass the public Host through), "rewrite" (the upstream's host:port) or a value.
+	HostHeader string
+	// Inspect records HTTP exchanges into Store (http tunnels).
+	Inspect bool
+	Store   *inspect.Store
+
 	// Conns counts open connections; Total all connections so far.
 	Conns, Total atomic.Int64
 
 	tlsConf *tls.Config
+	http    *httpProxy // set for http tunnels that need the agent to speak HTTP
+}
+
+// needsHTTP reports whether the agent must parse HTTP for this tunnel (otherwise it
+// copies bytes, the fastest path).
+func (t *Tunnel) needsHTTP() bool {
+	return t.Proto == protocol.ProtoHTTP && (t.Inspect && t.Store != nil || t.Scheme == "https" || t.HostHeader != "")
+}
+
+// Start prepares the tunnel's HTTP server if it needs one; Close stops it.
+func (t *Tunnel) Start(log *slog.Logger) {
+	if t.http == nil && t.needsHTTP() {
+		t.http = newHTTPProxy(t, log)
+	}
+}
+
+// Close stops what Start started.
+func (t *Tunnel) Close() {
+	if t.http != nil {
+		t.http.close()
+		t.http = nil
+	}
 }
 
 // Upstream returns the URL shown to people for the upstream.
 func (t *Tunnel) Upstream() string {
 	switch {
 	case t.Proto == protocol.ProtoHTTP:
+		if t.Scheme == "https" {
+			return "https://" + t.Addr
+		}
 		return "http://" + t.Addr
 	case t.Cert != nil:
 		return "tcp://" + t.Addr + " (TLS terminated by the agent)"
@@ -73,6 +109,12 @@ func (t *Tunnel) Bind(id uint32) *protocol.Bind {
 
 // Prepare checks the tunnel's options and builds its TLS configuration.
 func (t *Tunnel) Prepare() error {
+	if t.Scheme == "" {
+		t.Scheme = "http"
+	}
+	if t.Proto != protocol.ProtoHTTP && (t.Scheme != "http" || t.HostHeader != "") {
+		return fmt.Errorf("https:// upstreams and --host-header are for http tunnels")
+	}
 	switch t.Proto {
 	case protocol.ProtoHTTP, protocol.ProtoTCP:
 		if t.Cert != nil || t.ClientCAs != nil || t.TerminateAt != "" {
@@ -135,7 +177,7 @@ func ParseAddr(proto, s string) (string, error) {
 		if err != nil {
 			return "", fmt.Errorf("upstream %q: %w", s, err)
 		}
-		def := map[string]string{"http": "80", "tcp": "", "tls": ""}
+		def := map[string]string{"http": "80", "https": "443", "tcp": "", "tls": ""}
 		d, ok := def[u.Scheme]
 		if !ok {
 			return "", fmt.Errorf("upstream %q: scheme %q is not supported; use http://HOST:PORT or HOST:PORT", s, u.Scheme)
@@ -173,6 +215,14 @@ func Serve(ctx context.Context, t *Tunnel, st transport.Stream, h protocol.Strea
 	t.Conns.Add(1)
 	t.Total.Add(1)
 	defer t.Conns.Add(-1)
+	if h.Proto == protocol.StreamHTTP && t.http != nil {
+		if protocol.WriteStreamOK(st) != nil {
+			st.Close()
+			return
+		}
+		t.http.serve(st)
+		return
+	}
 	d := net.Dialer{Timeout: DialTimeout}
 	up, err := d.DialContext(ctx, "tcp", t.Addr)
 	if err != nil {

@@ -46,7 +46,7 @@ func TestParseAddr(t *testing.T) {
 		{"tcp://db", "", "want tcp://HOST:PORT"},
 		{"tls://api:8443", "api:8443", ""},
 		{"ftp://h", "", `scheme "ftp" is not supported`},
-		{"https://h", "", `scheme "https" is not supported`},
+		{"https://h", "h:443", ""},
 		{"http://%zz", "", `upstream "http://%zz"`},
 		// The URL form takes the port as written: out-of-range ports are not refused.
 		{"http://h:0", "", "port"},

@@ -162,6 +162,16 @@ func (c *Client) Transport() string {
 // Connected reports whether a session is up.
 func (c *Client) Connected() bool { return c.live.Load() }
 
+// Tunnel returns the tunnel with the given name, or nil.
+func (c *Client) Tunnel(name string) *forward.Tunnel {
+	for _, t := range c.cfg.Tunnels {
+		if t.Name == name {
+			return t
+		}
+	}
+	return nil
+}
+
 // Tunnels returns the tunnels with their current public URLs.
 func (c *Client) Tunnels() []Status {
 	c.mu.Lock()
@@ -181,6 +191,10 @@ func (c *Client) Run(ctx context.Context) error {
 		if err := t.Prepare(); err != nil {
 			return &Error{Kind: KindBind, Err: fmt.Errorf("tunnel %s: %w", t.Name, err)}
 		}
+	}
+	for _, t := range c.cfg.Tunnels {
+		t.Start(c.log)
+		defer t.Close()
 	}
 	established := false
 	delay := c.cfg.Backoff

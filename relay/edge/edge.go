@@ -54,7 +54,7 @@ type Edge struct {
 	log      *slog.Logger
 	conns    connSet
 	https    *http.Server // serves HTTP over TLS connections the edge terminated
-	httpsLn  *chanListener
+	httpsLn  *transport.ConnQueue
 	plain    *http.Server // serves plain HTTP on the HTTP address
 	tlsHTTP  *tls.Config  // termination config for http tunnels (h2 + http/1.1)
 	tlsPlain *tls.Config  // termination config for tls tunnels (no ALPN preference)
@@ -63,7 +63,7 @@ type Edge struct {
 
 // New returns an Edge. Call Close when done.
 func New(cfg Config) *Edge {
-	e := &Edge{cfg: cfg, log: cfg.Log, httpsLn: newChanListener()}
+	e := &Edge{cfg: cfg, log: cfg.Log, httpsLn: transport.NewConnQueue()}
 	getCert := func(hi *tls.ClientHelloInfo) (*tls.Certificate, error) {
 		return cfg.Certificate(sni.Normalize(hi.ServerName))
 	}
@@ -199,7 +199,7 @@ func (e *Edge) handleTLS(raw net.Conn) {
 			return
 		}
 		e.conns.remove(raw) // the HTTPS server tracks it from here
-		if !e.httpsLn.push(tc) {
+		if !e.httpsLn.Push(tc) {
 			tc.Close()
 		}
 	case t.TerminateAt == protocol.TerminateEdge:
@@ -283,39 +283,3 @@ func (s *connSet) closeAll() {
 	}
 	s.mu.Unlock()
 }
-
-// chanListener hands connections the edge accepted (and terminated) to an http.Server.
-type chanListener struct {
-	ch     chan net.Conn
-	done   chan struct{}
-	closed sync.Once
-}
-
-func newChanListener() *chanListener {
-	return &chanListener{ch: make(chan net.Conn), done: make(chan struct{})}
-}
-
-func (l *chanListener) push(c net.Conn) bool {
-	select {
-	case l.ch <- c:
-		return true
-	case <-l.done:
-		return false
-	}
-}
-
-func (l *chanListener) Accept() (net.Conn, error) {
-	select {
-	case c := <-l.ch:
-		return c, nil
-	case <-l.done:
-		return nil, net.ErrClosed
-	}
-}
-
-func (l *chanListener) Close() error {
-	l.closed.Do(func() { close(l.done) })
-	return nil
-}
-
-func (l *chanListener) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4zero} }

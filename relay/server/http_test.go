@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/ferrytunnel/ferry/agent/forward"
+	"github.com/ferrytunnel/ferry/agent/inspect"
 )
 
 // headerEcho answers with the request's method, host, headers and body as JSON.
@@ -75,11 +76,18 @@ func get(t *testing.T, c *http.Client, url string) (*http.Response, echoed) {
 	return resp, e
 }
 
-func TestHTTPTunnel(t *testing.T) { bothTransports(t, testHTTPTunnel) }
+// TestHTTPTunnel runs over both transports, with the agent copying bytes (inspection off)
+// and with the agent's inspecting HTTP proxy.
+func TestHTTPTunnel(t *testing.T) {
+	bothTransports(t, func(t *testing.T, r *relayEnv) {
+		t.Run("raw", func(t *testing.T) { testHTTPTunnel(t, r, nil) })
+		t.Run("inspected", func(t *testing.T) { testHTTPTunnel(t, r, inspect.NewStore()) })
+	})
+}
 
-func testHTTPTunnel(t *testing.T, r *relayEnv) {
+func testHTTPTunnel(t *testing.T, r *relayEnv, store *inspect.Store) {
 	up := headerEcho(t)
-	a := r.startAgent(&forward.Tunnel{Name: "web", Proto: "http", Addr: up.Listener.Addr().String()})
+	a := r.startAgent(&forward.Tunnel{Name: "web", Proto: "http", Addr: up.Listener.Addr().String(), Inspect: store != nil, Store: store})
 	httpsURL, httpURL := a.url(t, "https"), a.url(t, "http")
 	host := strings.Split(strings.TrimPrefix(httpsURL, "https://"), ":")[0]
 	if !strings.HasSuffix(host, "."+domain) {
