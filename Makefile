@@ -5,7 +5,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 BIN       := bin
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build test test-race test-long fuzz lint e2e demo bench clean
+.PHONY: all build test test-race test-long fuzz lint e2e tui-test demo bench clean
 
 all: build
 
@@ -16,7 +16,7 @@ build:
 # The whole suite: race-checked unit and in-process end-to-end tests, the long
 # transfers without the race detector (1 GiB by hash), a short run of every fuzz
 # target, and the scripts/e2e.sh run against the built binaries.
-test: test-race test-long fuzz e2e
+test: test-race test-long fuzz e2e tui-test
 
 test-race:
 	$(GO) test -race -count=1 -timeout 20m ./...
@@ -40,6 +40,9 @@ lint:
 
 e2e: build
 	bash scripts/e2e.sh
+
+tui-test: build
+	bash scripts/tui-test.sh
 
 # A built binary, not `go run`: go run exits 1 on Ctrl-C even when the demo ends cleanly.
 demo: build

@@ -432,24 +432,54 @@ func runAgent(c *cli.Context, env Env, file *config.File, path string, tunnels [
 	client = session.New(session.Config{
 		Relay: relay, Authtoken: token, RootCAs: roots, Tunnels: tunnels, Transport: transportChoice,
 		Log: log, Version: env.Version,
-		OnReady: func(st []session.Status) {
-			if env.Terminal {
-				s := console.Status{Relay: relay, Version: env.Version, APIURL: apiURL}
-				for _, x := range st {
-					for _, u := range x.URLs {
-						s.Forwards = append(s.Forwards, console.Forward{URL: u, Upstream: x.Tunnel.Upstream()})
-					}
-				}
-				console.PrintStatus(env.Stdout, s)
-			}
-			ci.ready(st)
-		},
+		OnReady: ci.ready,
 	})
+	// On a terminal without --log, the live UI is the output; otherwise logs are.
+	if env.Terminal && !tuiOff(c, file) {
+		wake, stopWake := store.Subscribe()
+		defer stopWake()
+		view := func() console.View { return tuiView(client, store, relay, env.Version, apiURL) }
+		tui := console.NewTUI(env.Stdout, view, wake)
+		tctx, tcancel := context.WithCancel(ctx)
+		tuiDone := make(chan struct{})
+		go func() { tui.Run(tctx); close(tuiDone) }()
+		defer func() {
+			tcancel()
+			<-tuiDone
+			printFinal(env.Stdout, view())
+		}()
+	}
 	runErr := client.Run(ctx)
 	if ci.command != "" && ci.started() {
 		return ci.wait()
 	}
 	return runErr
+}
+
+// tuiOff reports whether --log (flag or file) asks for logs instead of the live UI.
+func tuiOff(c *cli.Context, file *config.File) bool {
+	return setValue(c, "log") != "" || file.Log != ""
+}
+
+func tuiView(client *session.Client, store *inspect.Store, relay, version, apiURL string) console.View {
+	v := console.View{Online: client.Connected(), Relay: relay, Transport: client.Transport(), RTT: client.RTT(),
+		Version: version, APIURL: apiURL, Requests: store.List(10, "")}
+	for _, st := range client.Tunnels() {
+		for _, u := range st.URLs {
+			v.Tunnels = append(v.Tunnels, console.TunnelView{URL: u, Upstream: st.Tunnel.Upstream(),
+				Open: st.Tunnel.Conns.Load(), Total: st.Tunnel.Total.Load()})
+		}
+	}
+	return v
+}
+
+// printFinal leaves the forwarding lines on the normal screen after the live UI ends.
+func printFinal(w io.Writer, v console.View) {
+	s := console.Status{Relay: v.Relay, Version: v.Version, APIURL: v.APIURL}
+	for _, t := range v.Tunnels {
+		s.Forwards = append(s.Forwards, console.Forward{URL: t.URL, Upstream: t.Upstream})
+	}
+	console.PrintStatus(w, s)
 }
 
 func isEnvSet(flag string) bool {

@@ -212,17 +212,17 @@ func ParseAddr(proto, s string) (string, error) {
 
 // Serve handles one stream the relay opened for t: dial, answer, (terminate TLS), copy.
 func Serve(ctx context.Context, t *Tunnel, st transport.Stream, h protocol.StreamHeader, log *slog.Logger) {
-	t.Conns.Add(1)
 	t.Total.Add(1)
-	defer t.Conns.Add(-1)
 	if h.Proto == protocol.StreamHTTP && t.http != nil {
 		if protocol.WriteStreamOK(st) != nil {
 			st.Close()
 			return
 		}
-		t.http.serve(st)
+		t.http.serve(st) // the HTTP server counts it open until it closes
 		return
 	}
+	t.Conns.Add(1)
+	defer t.Conns.Add(-1)
 	d := net.Dialer{Timeout: DialTimeout}
 	up, err := d.DialContext(ctx, "tcp", t.Addr)
 	if err != nil {

@@ -80,6 +80,14 @@ func newHTTPProxy(t *Tunnel, log *slog.Logger) *httpProxy {
 		ReadHeaderTimeout: time.Minute, // the relay already bounded the public client
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+		ConnState: func(_ net.Conn, s http.ConnState) {
+			switch s {
+			case http.StateNew:
+				t.Conns.Add(1)
+			case http.StateClosed, http.StateHijacked:
+				t.Conns.Add(-1)
+			}
+		},
 	}
 	go p.srv.Serve(p.q) //nolint:errcheck // ends with close
 	return p
