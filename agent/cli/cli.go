@@ -115,6 +115,7 @@ func newApp(env Env) *cli.App {
 	tunnelFlags := func(extra ...cli.Flag) []cli.Flag {
 		return append(extra, globalFlags()...)
 	}
+	proxyProto := &cli.IntFlag{Name: "proxy-proto", Usage: "send a PROXY protocol `VERSION` (1 or 2) header to the upstream with the client's address"}
 	domain := &cli.StringFlag{Name: "domain", Usage: "public hostname `NAME` (a full name, or a label under the relay's domain; default: random)"}
 	app := &cli.App{
 		Name:                 "ferry",
@@ -136,7 +137,7 @@ func newApp(env Env) *cli.App {
 			{
 				Name:      "http",
 				Usage:     "expose a local HTTP server",
-				ArgsUsage: "PORT|HOST:PORT|URL",
+				ArgsUsage: "PORT|HOST:PORT|URL|unix:PATH|file:///DIR",
 				Flags: tunnelFlags(domain,
 					&cli.BoolFlag{Name: "inspect", Value: true, Usage: "record requests for the inspection UI and local API (--inspect=false to turn off)"},
 					&cli.StringFlag{Name: "host-header", Usage: "Host header sent upstream: rewrite (the upstream's host:port) or a `VALUE` (default: the public host)"},
@@ -155,7 +156,7 @@ func newApp(env Env) *cli.App {
 				Name:      "tls",
 				Usage:     "expose a local TLS service, routed by SNI",
 				ArgsUsage: "PORT|HOST:PORT",
-				Flags: tunnelFlags(domain,
+				Flags: tunnelFlags(domain, proxyProto,
 					&cli.StringFlag{Name: "crt", Usage: "PEM certificate `FILE`: the agent terminates TLS with it (the relay never sees the key)"},
 					&cli.StringFlag{Name: "key", Usage: "PEM private key `FILE` for --crt"},
 					&cli.StringFlag{Name: "mutual-tls-cas", Usage: "PEM `FILE` of CAs; clients must present a certificate signed by one"},
@@ -242,6 +243,7 @@ func configPath(c *cli.Context) (string, bool) {
 type tunnelSpec struct {
 	name, proto, addr, domain, remoteAddr, terminateAt, crt, key, mutualTLSCAs string
 	hostHeader                                                                 string
+	proxyProto                                                                 int
 	inspect, upstreamTLSVerify                                                 bool
 	optKey                                                                     func(option string) string
 }
@@ -254,9 +256,18 @@ func (s tunnelSpec) build() (*forward.Tunnel, error) {
 	}
 	t := &forward.Tunnel{Name: s.name, Proto: s.proto, Addr: addr, Domain: s.domain, RemoteAddr: s.remoteAddr, TerminateAt: s.terminateAt,
 		HostHeader: s.hostHeader, Inspect: s.inspect, InsecureUpstream: !s.upstreamTLSVerify}
-	if strings.HasPrefix(s.addr, "https://") {
+	switch {
+	case strings.HasPrefix(s.addr, "https://"):
 		t.Scheme = "https"
+	case strings.HasPrefix(s.addr, "unix:"):
+		t.Network = "unix"
+	case strings.HasPrefix(s.addr, "file://"):
+		t.FileRoot, t.Addr = addr, ""
+		if fi, err := os.Stat(addr); err != nil || !fi.IsDir() {
+			return nil, fmt.Errorf("%s %q: not a directory the agent can read", s.optKey("addr"), s.addr)
+		}
 	}
+	t.ProxyProto = s.proxyProto
 	if (s.crt == "") != (s.key == "") {
 		return nil, fmt.Errorf("%s and %s go together: give both, or neither to pass TLS through to the upstream", s.optKey("crt"), s.optKey("key"))
 	}
@@ -302,7 +313,7 @@ func runTunnel(c *cli.Context, env Env, proto string) error {
 	spec := tunnelSpec{name: proto + "-" + c.Args().First(), proto: proto, addr: c.Args().First(),
 		domain: c.String("domain"), remoteAddr: c.String("remote-addr"), terminateAt: c.String("terminate-at"),
 		crt: c.String("crt"), key: c.String("key"), mutualTLSCAs: c.String("mutual-tls-cas"), optKey: flagKey,
-		hostHeader: c.String("host-header"), inspect: proto == "http" && c.Bool("inspect"), upstreamTLSVerify: !c.IsSet("upstream-tls-verify") || c.Bool("upstream-tls-verify")}
+		proxyProto: c.Int("proxy-proto"), hostHeader: c.String("host-header"), inspect: proto == "http" && c.Bool("inspect"), upstreamTLSVerify: !c.IsSet("upstream-tls-verify") || c.Bool("upstream-tls-verify")}
 	if proto != "tls" && (spec.crt != "" || spec.mutualTLSCAs != "" || spec.terminateAt != "") {
 		return usageErr("--crt, --key, --mutual-tls-cas and --terminate-at are for ferry tls")
 	}
@@ -336,7 +347,7 @@ func runStart(c *cli.Context, env Env) error {
 			return usageErr("ferry start: no tunnel %q in %s (defined: %s)", name, path, strings.Join(slices.Sorted(maps.Keys(file.Tunnels)), ", "))
 		}
 		spec := tunnelSpec{name: name, proto: ft.Proto, addr: ft.Addr, domain: ft.Domain, remoteAddr: ft.RemoteAddr,
-			terminateAt: ft.TerminateAt, crt: ft.Crt, key: ft.Key, mutualTLSCAs: ft.MutualTLSCAs, hostHeader: ft.HostHeader,
+			terminateAt: ft.TerminateAt, crt: ft.Crt, key: ft.Key, mutualTLSCAs: ft.MutualTLSCAs, hostHeader: ft.HostHeader, proxyProto: ft.ProxyProto,
 			inspect: ft.Proto == "http" && (ft.Inspect == nil || *ft.Inspect), upstreamTLSVerify: ft.UpstreamTLSVerify == nil || *ft.UpstreamTLSVerify,
 			optKey: func(o string) string {
 				return fmt.Sprintf("%s: tunnels.%s.%s", path, name, strings.ReplaceAll(o, "-", "_"))

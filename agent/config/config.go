@@ -56,6 +56,8 @@ type Tunnel struct {
 	Inspect *bool `toml:"inspect"`
 	// HostHeader is "rewrite" or a value for the Host header sent upstream (http).
 	HostHeader string `toml:"host_header"`
+	// ProxyProto is 1 or 2 to send a PROXY protocol header to the upstream (tcp, tls).
+	ProxyProto int `toml:"proxy_proto"`
 	// UpstreamTLSVerify checks an https upstream's certificate (default true).
 	UpstreamTLSVerify *bool `toml:"upstream_tls_verify"`
 }

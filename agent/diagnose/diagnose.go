@@ -225,6 +225,9 @@ func (r *runner) after(name, reason string) func() string {
 		if ok && (res.OK || name == CheckDNS && r.isIP) {
 			return ""
 		}
+		if r.host == "" {
+			return "no valid relay address"
+		}
 		return reason
 	}
 }

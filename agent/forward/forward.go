@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/pires/go-proxyproto"
+
 	"github.com/ferrytunnel/ferry/agent/inspect"
 	"github.com/ferrytunnel/ferry/agent/tlsconf"
 	"github.com/ferrytunnel/ferry/protocol"
@@ -48,6 +50,12 @@ type Tunnel struct {
 	// ClientCAsPEM is sent to the relay for mutual TLS at the edge.
 	ClientCAsPEM []byte
 
+	// Network is how Addr is dialed: "tcp" (default) or "unix" (Addr is a socket path).
+	Network string
+	// FileRoot, when set, makes the agent serve this directory itself (http, file:///dir).
+	FileRoot string
+	// ProxyProto is 0, or 1 or 2 to send a PROXY protocol header to the upstream (tcp, tls).
+	ProxyProto int
 	// Scheme is the upstream's scheme for http tunnels: "http" (default) or "https".
 	Scheme string
 	// InsecureUpstream skips verifying an https upstream's certificate (--upstream-tls-verify=false).
@@ -68,7 +76,7 @@ type Tunnel struct {
 // needsHTTP reports whether the agent must parse HTTP for this tunnel (otherwise it
 // copies bytes, the fastest path).
 func (t *Tunnel) needsHTTP() bool {
-	return t.Proto == protocol.ProtoHTTP && (t.Inspect && t.Store != nil || t.Scheme == "https" || t.HostHeader != "")
+	return t.Proto == protocol.ProtoHTTP && (t.Inspect && t.Store != nil || t.Scheme == "https" || t.HostHeader != "" || t.FileRoot != "")
 }
 
 // Start prepares the tunnel's HTTP server if it needs one; Close stops it.
@@ -89,6 +97,10 @@ func (t *Tunnel) Close() {
 // Upstream returns the URL shown to people for the upstream.
 func (t *Tunnel) Upstream() string {
 	switch {
+	case t.FileRoot != "":
+		return "file://" + t.FileRoot
+	case t.Network == "unix":
+		return t.Proto + "+unix:" + t.Addr
 	case t.Proto == protocol.ProtoHTTP:
 		if t.Scheme == "https" {
 			return "https://" + t.Addr
@@ -111,6 +123,15 @@ func (t *Tunnel) Bind(id uint32) *protocol.Bind {
 func (t *Tunnel) Prepare() error {
 	if t.Scheme == "" {
 		t.Scheme = "http"
+	}
+	if t.Network == "" {
+		t.Network = "tcp"
+	}
+	if t.FileRoot != "" && t.Proto != protocol.ProtoHTTP {
+		return fmt.Errorf("file:// upstreams are for http tunnels")
+	}
+	if t.ProxyProto != 0 && (t.ProxyProto < 1 || t.ProxyProto > 2 || t.Proto == protocol.ProtoHTTP) {
+		return fmt.Errorf("--proxy-proto %d: want 1 or 2, on tcp and tls tunnels (http tunnels get X-Forwarded-For)", t.ProxyProto)
 	}
 	if t.Proto != protocol.ProtoHTTP && (t.Scheme != "http" || t.HostHeader != "") {
 		return fmt.Errorf("https:// upstreams and --host-header are for http tunnels")
@@ -165,6 +186,18 @@ func (t *Tunnel) Prepare() error {
 func ParseAddr(proto, s string) (string, error) {
 	if s == "" {
 		return "", fmt.Errorf("missing upstream: give a port (8080), HOST:PORT or a URL")
+	}
+	if path, ok := strings.CutPrefix(s, "unix:"); ok {
+		if path == "" {
+			return "", fmt.Errorf("upstream %q: want unix:/path/to/socket", s)
+		}
+		return path, nil
+	}
+	if path, ok := strings.CutPrefix(s, "file://"); ok {
+		if proto != protocol.ProtoHTTP || path == "" {
+			return "", fmt.Errorf("upstream %q: file:///DIR is for ferry http", s)
+		}
+		return path, nil
 	}
 	if p, err := strconv.Atoi(s); err == nil {
 		if p < 1 || p > 65535 {
@@ -224,7 +257,7 @@ func Serve(ctx context.Context, t *Tunnel, st transport.Stream, h protocol.Strea
 	t.Conns.Add(1)
 	defer t.Conns.Add(-1)
 	d := net.Dialer{Timeout: DialTimeout}
-	up, err := d.DialContext(ctx, "tcp", t.Addr)
+	up, err := d.DialContext(ctx, t.Network, t.Addr)
 	if err != nil {
 		log.Warn("upstream unreachable", "tunnel", t.Name, "upstream", t.Addr, "remote", h.ClientAddr, "err", err)
 		resp := protocol.StreamResp{Code: protocol.CodeUpstreamRefused, Message: fmt.Sprintf("dial %s: %v", t.Addr, unwrapOp(err))}
@@ -232,6 +265,11 @@ func Serve(ctx context.Context, t *Tunnel, st transport.Stream, h protocol.Strea
 		st.CloseWrite()
 		st.Close()
 		return
+	}
+	if t.ProxyProto != 0 {
+		if err := writeProxyHeader(up, t.ProxyProto, h.ClientAddr); err != nil {
+			log.Warn("PROXY header to upstream", "tunnel", t.Name, "err", err)
+		}
 	}
 	if err := protocol.WriteStreamOK(st); err != nil {
 		up.Close()
@@ -254,6 +292,23 @@ func Serve(ctx context.Context, t *Tunnel, st transport.Stream, h protocol.Strea
 	}
 	in, out := transport.Join(client, up)
 	log.Debug("connection closed", "tunnel", t.Name, "remote", h.ClientAddr, "bytes_in", in, "bytes_out", out)
+}
+
+// writeProxyHeader sends a PROXY protocol v1 or v2 header naming the public client.
+func writeProxyHeader(up net.Conn, version int, client string) error {
+	src, err := net.ResolveTCPAddr("tcp", client)
+	if err != nil {
+		return fmt.Errorf("client address %q: %w", client, err)
+	}
+	dst, ok := up.RemoteAddr().(*net.TCPAddr)
+	if !ok { // unix socket upstream: use an address of the client's family
+		dst = &net.TCPAddr{IP: net.IPv4zero}
+		if src.IP.To4() == nil {
+			dst.IP = net.IPv6zero
+		}
+	}
+	_, err = proxyproto.HeaderProxyFromAddrs(byte(version), src, dst).WriteTo(up)
+	return err
 }
 
 // unwrapOp drops the "dial tcp" prefix net.OpError adds, keeping the cause.

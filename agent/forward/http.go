@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"os"
 	"strings"
 	"sync"
 	"time"
@@ -28,6 +29,8 @@ type httpProxy struct {
 	srv *http.Server
 	rp  *httputil.ReverseProxy
 	tr  *http.Transport
+	// upstream is rp, or a file server for file:// tunnels.
+	upstream http.Handler
 }
 
 // forwardedHeaders are set by the relay (a trusted peer); ReverseProxy would strip them.
@@ -35,8 +38,17 @@ var forwardedHeaders = []string{"X-Forwarded-For", "X-Forwarded-Proto", "X-Forwa
 
 func newHTTPProxy(t *Tunnel, log *slog.Logger) *httpProxy {
 	target := &url.URL{Scheme: t.Scheme, Host: t.Addr}
+	if t.Network == "unix" {
+		target.Host = "localhost" // dialed as t.Addr; the Host header follows --host-header
+	}
+	dialer := &net.Dialer{Timeout: DialTimeout}
 	tr := &http.Transport{
-		DialContext:         (&net.Dialer{Timeout: DialTimeout}).DialContext,
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			if t.Network == "unix" {
+				return dialer.DialContext(ctx, "unix", t.Addr)
+			}
+			return dialer.DialContext(ctx, "tcp", addr)
+		},
 		TLSClientConfig:     &tls.Config{InsecureSkipVerify: t.InsecureUpstream}, //nolint:gosec // only when the user asks (--upstream-tls-verify=false)
 		MaxIdleConnsPerHost: 256,
 		IdleConnTimeout:     90 * time.Second,
@@ -75,6 +87,18 @@ func newHTTPProxy(t *Tunnel, log *slog.Logger) *httpProxy {
 				html.EscapeString(r.Host), html.EscapeString(target.String()), html.EscapeString(unwrapOp(err).Error()))
 		},
 	}
+	var handler http.Handler = p.rp
+	if t.FileRoot != "" {
+		h, err := fileServer(t.FileRoot)
+		if err != nil {
+			log.Error("file server", "tunnel", t.Name, "dir", t.FileRoot, "err", err)
+			h = http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+				http.Error(w, "the agent cannot read its directory", http.StatusBadGateway)
+			})
+		}
+		handler = h
+	}
+	p.upstream = handler
 	p.srv = &http.Server{
 		Handler:           p,
 		ReadHeaderTimeout: time.Minute, // the relay already bounded the public client
@@ -109,7 +133,7 @@ func (p *httpProxy) close() {
 // ServeHTTP forwards one request, recording it when inspection is on.
 func (p *httpProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if !p.t.Inspect || p.t.Store == nil {
-		p.rp.ServeHTTP(w, r)
+		p.upstream.ServeHTTP(w, r)
 		return
 	}
 	p.record(w, r, "")
@@ -128,7 +152,7 @@ func (p *httpProxy) record(w http.ResponseWriter, r *http.Request, replayOf stri
 		r.Body = teeBody{r.Body, io.TeeReader(r.Body, &reqBody)}
 	}
 	rec := &recorder{ResponseWriter: w, body: &respBody}
-	p.rp.ServeHTTP(rec, r)
+	p.upstream.ServeHTTP(rec, r)
 	ex.Duration = time.Since(ex.Start)
 	ex.Request.Body = reqBody.Body()
 	if rec.code == 0 {
@@ -165,6 +189,16 @@ func (t *Tunnel) Replay(ctx context.Context, req inspect.Request, replayOf strin
 	r.Header.Del("Content-Length")
 	t.http.record(&discardWriter{h: http.Header{}}, r, replayOf)
 	return nil
+}
+
+// fileServer serves dir read-only. os.Root confines every open to dir: neither ".." nor a
+// symlink can reach outside it.
+func fileServer(dir string) (http.Handler, error) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	return http.FileServerFS(root.FS()), nil
 }
 
 type teeBody struct {
