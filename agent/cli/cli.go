@@ -22,8 +22,10 @@ import (
 	"github.com/ferrytunnel/ferry/agent/api"
 	"github.com/ferrytunnel/ferry/agent/config"
 	"github.com/ferrytunnel/ferry/agent/console"
+	"github.com/ferrytunnel/ferry/agent/diagnose"
 	"github.com/ferrytunnel/ferry/agent/forward"
 	"github.com/ferrytunnel/ferry/agent/inspect"
+	"github.com/ferrytunnel/ferry/agent/service"
 	"github.com/ferrytunnel/ferry/agent/session"
 	"github.com/ferrytunnel/ferry/agent/tlsconf"
 	"github.com/ferrytunnel/ferry/protocol/pprof"
@@ -191,6 +193,32 @@ func newApp(env Env) *cli.App {
 						},
 					},
 					{
+						Name: "path", Usage: "print the configuration file's path", Flags: globalFlags(),
+						Action: func(c *cli.Context) error {
+							path, _ := configPath(c)
+							fmt.Fprintln(env.Stdout, path)
+							return nil
+						},
+					},
+					{
+						Name: "edit", Usage: "open the configuration file in $EDITOR, then check it", Flags: globalFlags(),
+						Action: func(c *cli.Context) error {
+							path, _ := configPath(c)
+							if err := editFile(path); err != nil {
+								return err
+							}
+							f, err := config.Load(path, true)
+							if err != nil {
+								return usageErr("%v", err)
+							}
+							if errs := f.Check(); len(errs) > 0 {
+								return usageErr("%v", errors.Join(errs...))
+							}
+							fmt.Fprintf(env.Stdout, "Valid configuration file at %s\n", path)
+							return nil
+						},
+					},
+					{
 						Name: "check", Usage: "check the configuration file", Flags: globalFlags(),
 						Action: func(c *cli.Context) error {
 							path, named := configPath(c)
@@ -205,6 +233,66 @@ func newApp(env Env) *cli.App {
 							return nil
 						},
 					},
+				},
+			},
+			{
+				Name:  "diagnose",
+				Usage: "check DNS, TCP, TLS, QUIC, the authtoken and latency to the relay",
+				Flags: globalFlags(),
+				Action: func(c *cli.Context) error {
+					file, path, err := loadFile(c)
+					if err != nil {
+						return err
+					}
+					relay, token, relayCA := settings(c, file)
+					if relay == "" {
+						return usageErr("no relay to diagnose: pass --relay HOST:PORT, set FERRY_RELAY, or put relay in %s", path)
+					}
+					var roots *x509.CertPool
+					if relayCA != "" {
+						if roots, _, err = tlsconf.LoadCAs(relayCA, "--relay-ca"); err != nil {
+							return usageErr("%v", err)
+						}
+					}
+					results := diagnose.Run(c.Context, diagnose.Options{Relay: relay, Authtoken: token, RootCAs: roots,
+						Color: env.Terminal, Version: env.Version}, env.Stdout)
+					if diagnose.Failed(results) {
+						return &exitError{code: ExitError, err: errors.New("some checks failed (see above)")}
+					}
+					return nil
+				},
+			},
+			{
+				Name:  "service",
+				Usage: "run `ferry start --all` as a systemd service",
+				Subcommands: []*cli.Command{
+					serviceCommand(env, "install", "write and enable the systemd unit", func(o service.Options) error {
+						p, err := service.Install(o)
+						if err == nil {
+							fmt.Fprintf(env.Stdout, "Installed %s (runs %s start --all --config %s). Start it with: ferry service start", p, o.Binary, o.ConfigPath)
+							if o.User {
+								fmt.Fprint(env.Stdout, "\nUser units run only while you are logged in, unless you run: loginctl enable-linger")
+							}
+							fmt.Fprintln(env.Stdout)
+						}
+						return err
+					}),
+					serviceCommand(env, "uninstall", "stop, disable and remove the systemd unit", service.Uninstall),
+					serviceCommand(env, "start", "start the service", service.Start),
+					serviceCommand(env, "stop", "stop the service", service.Stop),
+				},
+			},
+			{
+				Name:      "completion",
+				Usage:     "print a shell completion script",
+				ArgsUsage: "bash|zsh|fish",
+				Action: func(c *cli.Context) error {
+					script, err := completionScript(c.App, c.Args().First())
+					if err != nil {
+						return usageErr("%v", err)
+					}
+					fmt.Fprint(env.Stdout, script)
+					return nil
 				},
 			},
 			{
@@ -376,15 +464,7 @@ func loadFile(c *cli.Context) (*config.File, string, error) {
 // runAgent connects to the relay and serves the tunnels until interrupted, or until the
 // --exec command ends.
 func runAgent(c *cli.Context, env Env, file *config.File, path string, tunnels []*forward.Tunnel) error {
-	pick := func(name, fromFile string) string {
-		if v := lookup(c, name); v != "" && (c.IsSet(name) || fromFile == "" || isEnvSet(name)) {
-			return v
-		}
-		return fromFile
-	}
-	relay := pick("relay", file.Relay)
-	token := pick("authtoken", file.Authtoken)
-	relayCA := pick("relay-ca", file.RelayCA)
+	relay, token, relayCA := settings(c, file)
 	if relay == "" {
 		return usageErr("no relay: pass --relay HOST:PORT, set FERRY_RELAY, or put relay = \"HOST:PORT\" in %s", path)
 	}
@@ -422,7 +502,7 @@ func runAgent(c *cli.Context, env Env, file *config.File, path string, tunnels [
 	for _, t := range tunnels {
 		t.Store = store
 	}
-	apiAddr := pick("api-addr", file.APIAddr)
+	apiAddr := pick(c, "api-addr", file.APIAddr)
 	var client *session.Client
 	apiURL := ""
 	if apiAddr != "" && apiAddr != "false" {
@@ -465,6 +545,20 @@ func runAgent(c *cli.Context, env Env, file *config.File, path string, tunnels [
 		return ci.wait()
 	}
 	return runErr
+}
+
+// pick returns a setting: the flag if set, else the file's value, else the flag's env
+// var or default.
+func pick(c *cli.Context, name, fromFile string) string {
+	if v := lookup(c, name); v != "" && (c.IsSet(name) || fromFile == "" || isEnvSet(name)) {
+		return v
+	}
+	return fromFile
+}
+
+// settings returns the relay, authtoken and relay CA from flags, env and the file.
+func settings(c *cli.Context, file *config.File) (relay, token, relayCA string) {
+	return pick(c, "relay", file.Relay), pick(c, "authtoken", file.Authtoken), pick(c, "relay-ca", file.RelayCA)
 }
 
 // tuiOff reports whether --log (flag or file) asks for logs instead of the live UI.

@@ -62,7 +62,7 @@ func TestMainUsageErrors(t *testing.T) {
 		args []string
 		want []string // substrings of stderr
 	}{
-		{"http without upstream", []string{"http"}, []string{"ferry http needs exactly one upstream (PORT|HOST:PORT|URL), got 0 arguments"}},
+		{"http without upstream", []string{"http"}, []string{"ferry http needs exactly one upstream (PORT|HOST:PORT|URL|unix:PATH|file:///DIR), got 0 arguments"}},
 		{"http with two upstreams", append([]string{"http", "1", "2"}, relayFlags...), []string{"needs exactly one upstream", "got 2 arguments"}},
 		{"tcp without upstream", []string{"tcp"}, []string{"ferry tcp needs exactly one upstream (PORT|HOST:PORT)"}},
 		{"no relay", []string{"http", "8080"}, []string{"no relay", "--relay HOST:PORT", "FERRY_RELAY"}},
