@@ -5,7 +5,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 BIN       := bin
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build test test-race test-long fuzz lint e2e tui-test demo bench clean
+.PHONY: all build test test-race test-long fuzz lint e2e tui-test inspect-ui demo bench bench-short clean
 
 all: build
 
@@ -44,6 +44,11 @@ e2e: build
 tui-test: build
 	bash scripts/tui-test.sh
 
+# Drives the inspection page in headless Chromium (installs Debian's chromium and the
+# npm packages it needs when missing).
+inspect-ui: build
+	bash scripts/inspect-ui/test.sh
+
 # A built binary, not `go run`: go run exits 1 on Ctrl-C even when the demo ends cleanly.
 demo: build
 	$(GO) build -o $(BIN)/demo ./scripts/demo
@@ -51,6 +56,10 @@ demo: build
 
 bench: build
 	$(GO) run ./scripts/bench
+
+# A short benchmark run: proves the harness works (CI), figures are not meaningful.
+bench-short: build
+	$(GO) run ./scripts/bench --short
 
 clean:
 	rm -rf $(BIN) .demo

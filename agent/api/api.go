@@ -3,19 +3,44 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
+	"io"
 	"net/http"
 	"strings"
 
+	"github.com/ferrytunnel/ferry/agent/api/ui"
 	"github.com/ferrytunnel/ferry/agent/forward"
 	"github.com/ferrytunnel/ferry/agent/inspect"
 	"github.com/ferrytunnel/ferry/agent/session"
 )
 
-// TunnelLister returns the agent's tunnels.
+// TunnelLister returns the agent's tunnels and starts and stops them at run time.
 type TunnelLister interface {
 	Tunnels() []session.Status
 	Tunnel(name string) *forward.Tunnel
+	// StartTunnel starts a tunnel described like a config-file tunnel.
+	StartTunnel(ctx context.Context, req TunnelRequest) error
+	StopTunnel(name string) error
+}
+
+// TunnelRequest is the body of POST /api/tunnels: the keys of a [tunnels.NAME] table
+// plus its name.
+type TunnelRequest struct {
+	Name              string `json:"name"`
+	Proto             string `json:"proto"`
+	Addr              string `json:"addr"`
+	Domain            string `json:"domain"`
+	RemoteAddr        string `json:"remote_addr"`
+	Crt               string `json:"crt"`
+	Key               string `json:"key"`
+	MutualTLSCAs      string `json:"mutual_tls_cas"`
+	TerminateAt       string `json:"terminate_at"`
+	Inspect           *bool  `json:"inspect"`
+	HostHeader        string `json:"host_header"`
+	UpstreamTLSVerify *bool  `json:"upstream_tls_verify"`
+	ProxyProto        int    `json:"proxy_proto"`
 }
 
 // Tunnel is one public URL of a tunnel, as ngrok's agent API lists it.
@@ -40,6 +65,34 @@ func Handler(l TunnelLister, store *inspect.Store) http.Handler {
 	mux.HandleFunc("GET /api/tunnels", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, map[string]any{"tunnels": List(l), "uri": "/api/tunnels"})
 	})
+	mux.HandleFunc("POST /api/tunnels", func(w http.ResponseWriter, r *http.Request) {
+		var req TunnelRequest
+		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
+			apiError(w, http.StatusBadRequest, "body: want JSON {\"name\", \"proto\", \"addr\", ...}: "+err.Error())
+			return
+		}
+		if req.Name == "" || req.Proto == "" || req.Addr == "" {
+			apiError(w, http.StatusBadRequest, "name, proto and addr are required")
+			return
+		}
+		if err := l.StartTunnel(r.Context(), req); err != nil {
+			code := http.StatusBadRequest
+			if errors.Is(err, session.ErrDuplicateName) {
+				code = http.StatusConflict
+			}
+			apiError(w, code, err.Error())
+			return
+		}
+		w.WriteHeader(http.StatusCreated)
+		writeJSON(w, map[string]any{"tunnels": listOne(l, req.Name)})
+	})
+	mux.HandleFunc("DELETE /api/tunnels/{name}", func(w http.ResponseWriter, r *http.Request) {
+		if err := l.StopTunnel(r.PathValue("name")); err != nil {
+			apiError(w, http.StatusNotFound, err.Error())
+			return
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})
 	mux.HandleFunc("GET /api/tunnels/{name}", func(w http.ResponseWriter, r *http.Request) {
 		for _, t := range List(l) {
 			if t.Name == r.PathValue("name") {
@@ -49,7 +102,18 @@ func Handler(l TunnelLister, store *inspect.Store) http.Handler {
 		}
 		apiError(w, http.StatusNotFound, "tunnel not found: "+r.PathValue("name"))
 	})
+	mux.Handle("GET /", ui.Handler(store))
 	return mux
+}
+
+func listOne(l TunnelLister, name string) []Tunnel {
+	out := []Tunnel{}
+	for _, t := range List(l) {
+		if t.Name == name || strings.HasPrefix(t.Name, name+" (") {
+			out = append(out, t)
+		}
+	}
+	return out
 }
 
 // List flattens tunnels to one entry per public URL; the first keeps the tunnel's name,

@@ -511,7 +511,7 @@ func runAgent(c *cli.Context, env Env, file *config.File, path string, tunnels [
 			log.Warn("local API disabled: address in use; pass --api-addr HOST:PORT or --api-addr false", "addr", apiAddr, "err", err)
 		} else {
 			apiURL = "http://" + ln.Addr().String()
-			apiSrv := &http.Server{Handler: api.Handler(lazyLister{&client}, store), ReadHeaderTimeout: 5 * time.Second}
+			apiSrv := &http.Server{Handler: api.Handler(lazyLister{&client, store}, store), ReadHeaderTimeout: 5 * time.Second}
 			go apiSrv.Serve(ln) //nolint:errcheck // ends with Close
 			defer apiSrv.Close()
 		}
@@ -593,13 +593,43 @@ func isEnvSet(flag string) bool {
 }
 
 // lazyLister lets the API start before the client exists.
-type lazyLister struct{ c **session.Client }
+type lazyLister struct {
+	c     **session.Client
+	store *inspect.Store
+}
 
 func (l lazyLister) Tunnels() []session.Status {
 	if *l.c == nil {
 		return nil
 	}
 	return (*l.c).Tunnels()
+}
+
+// StartTunnel builds a tunnel like a config-file one and starts it.
+func (l lazyLister) StartTunnel(ctx context.Context, req api.TunnelRequest) error {
+	if *l.c == nil {
+		return errors.New("the agent is still starting")
+	}
+	spec := tunnelSpec{name: req.Name, proto: req.Proto, addr: req.Addr, domain: req.Domain, remoteAddr: req.RemoteAddr,
+		terminateAt: req.TerminateAt, crt: req.Crt, key: req.Key, mutualTLSCAs: req.MutualTLSCAs, hostHeader: req.HostHeader,
+		proxyProto: req.ProxyProto, inspect: req.Proto == "http" && (req.Inspect == nil || *req.Inspect),
+		upstreamTLSVerify: req.UpstreamTLSVerify == nil || *req.UpstreamTLSVerify,
+		optKey:            func(o string) string { return strings.ReplaceAll(o, "-", "_") }}
+	t, err := spec.build()
+	if err != nil {
+		return err
+	}
+	t.Store = l.store
+	_, err = (*l.c).AddTunnel(ctx, t)
+	return err
+}
+
+// StopTunnel stops a tunnel by name.
+func (l lazyLister) StopTunnel(name string) error {
+	if *l.c == nil {
+		return errors.New("the agent is still starting")
+	}
+	return (*l.c).RemoveTunnel(name)
 }
 
 func (l lazyLister) Tunnel(name string) *forward.Tunnel {

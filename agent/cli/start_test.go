@@ -1,13 +1,18 @@
 package cli
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ferrytunnel/ferry/relay/cert/certtest"
 	"github.com/ferrytunnel/ferry/relay/config"
@@ -90,5 +95,103 @@ addr = %q
 	r = run(t, "http", "80", "--relay", addr, "--relay-ca", caFile, "--authtoken", token, "--api-addr", "false", "--exec", "exit 0")
 	if r.code != 0 {
 		t.Errorf("ferry http --exec 'exit 0' = %d %q, want 0", r.code, r.stderr)
+	}
+}
+
+func TestAPIStartStopTunnels(t *testing.T) {
+	cleanEnv(t)
+	addr, caFile, token := startRelay(t)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	apiAddr := ln.Addr().String()
+	ln.Close()
+	up, _ := net.Listen("tcp", "127.0.0.1:0")
+	defer up.Close()
+	go func() {
+		for {
+			c, err := up.Accept()
+			if err != nil {
+				return
+			}
+			go func() { io.Copy(c, c); c.Close() }() //nolint:errcheck
+		}
+	}()
+
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan int, 1)
+	var stderr bytes.Buffer
+	go func() {
+		done <- Main(ctx, []string{"ferry", "tcp", up.Addr().String(), "--relay", addr, "--relay-ca", caFile,
+			"--authtoken", token, "--api-addr", apiAddr, "--log", "false"}, Env{Stdout: io.Discard, Stderr: &stderr, Version: "t"})
+	}()
+	api := "http://" + apiAddr + "/api/tunnels"
+	waitAPI := func(cond func([]map[string]any) bool) []map[string]any {
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			var out struct{ Tunnels []map[string]any }
+			if resp, err := http.Get(api); err == nil {
+				json.NewDecoder(resp.Body).Decode(&out) //nolint:errcheck
+				resp.Body.Close()
+				if cond(out.Tunnels) {
+					return out.Tunnels
+				}
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		t.Fatalf("local API never showed the expected tunnels (stderr %q)", stderr.String())
+		return nil
+	}
+	waitAPI(func(ts []map[string]any) bool { return len(ts) == 1 })
+
+	resp, err := http.Post(api, "application/json", strings.NewReader(fmt.Sprintf(`{"name":"extra","proto":"tcp","addr":%q}`, up.Addr().String())))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var created struct{ Tunnels []map[string]any }
+	json.NewDecoder(resp.Body).Decode(&created) //nolint:errcheck
+	resp.Body.Close()
+	if resp.StatusCode != 201 || len(created.Tunnels) != 1 {
+		t.Fatalf("POST /api/tunnels = %d %v, want 201 with the new tunnel", resp.StatusCode, created)
+	}
+	public := created.Tunnels[0]["public_url"].(string)
+	_, port, _ := net.SplitHostPort(strings.TrimPrefix(public, "tcp://"))
+	c, err := net.Dial("tcp", "127.0.0.1:"+port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.WriteString(c, "runtime") //nolint:errcheck
+	buf := make([]byte, 7)
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != "runtime" {
+		t.Fatalf("echo through the runtime tunnel = %q, %v", buf, err)
+	}
+	c.Close()
+
+	resp, _ = http.Post(api, "application/json", strings.NewReader(fmt.Sprintf(`{"name":"extra","proto":"tcp","addr":%q}`, up.Addr().String())))
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusConflict {
+		t.Errorf("POST of a duplicate name = %d, want 409", resp.StatusCode)
+	}
+	req, _ := http.NewRequest("DELETE", api+"/extra", nil)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 204 {
+		t.Fatalf("DELETE /api/tunnels/extra = %v %v, want 204", resp, err)
+	}
+	resp.Body.Close()
+	waitAPI(func(ts []map[string]any) bool { return len(ts) == 1 })
+	// The relay freed the port: nothing answers there any more.
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", "127.0.0.1:"+port, time.Second)
+		if err != nil {
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("port %s still open after DELETE", port)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("agent exit = %d after cancel, want 0 (stderr %q)", code, stderr.String())
 	}
 }

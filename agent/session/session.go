@@ -85,12 +85,18 @@ const (
 
 // Client is the agent's session with one relay.
 type Client struct {
-	cfg  Config
-	log  *slog.Logger
-	rtt  atomic.Int64 // nanoseconds
-	mu   sync.Mutex
-	urls map[*forward.Tunnel][]string
-	live atomic.Bool
+	cfg     Config
+	log     *slog.Logger
+	rtt     atomic.Int64 // nanoseconds
+	mu      sync.Mutex
+	entries []*entry          // in bind order
+	byID    map[uint32]*entry // for each stream the relay opens
+	nextID  uint32
+	cs      *control // the live session's control stream, nil while disconnected
+	// bindMu orders a session's bindAll (and publishing cs) against AddTunnel, so a
+	// tunnel added during a reconnect is bound exactly once.
+	bindMu sync.Mutex
+	live   atomic.Bool
 
 	transportName string // of the current session, for logs
 }
@@ -112,7 +118,99 @@ func New(cfg Config) *Client {
 	if cfg.Dial == nil {
 		cfg.Dial = dialer(cfg.Transport, cfg.Log)
 	}
-	return &Client{cfg: cfg, log: cfg.Log, urls: make(map[*forward.Tunnel][]string)}
+	c := &Client{cfg: cfg, log: cfg.Log, byID: make(map[uint32]*entry)}
+	for _, t := range cfg.Tunnels {
+		c.addEntry(t)
+	}
+	return c
+}
+
+// entry is one tunnel the client serves, with the id it binds under and its URLs.
+type entry struct {
+	id   uint32
+	t    *forward.Tunnel
+	urls []string
+}
+
+func (c *Client) addEntry(t *forward.Tunnel) *entry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.nextID++
+	e := &entry{id: c.nextID, t: t}
+	c.entries = append(c.entries, e)
+	c.byID[e.id] = e
+	return e
+}
+
+func (c *Client) removeEntry(e *entry) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.byID, e.id)
+	for i, x := range c.entries {
+		if x == e {
+			c.entries = append(c.entries[:i], c.entries[i+1:]...)
+			break
+		}
+	}
+}
+
+func (c *Client) snapshot() []*entry {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*entry(nil), c.entries...)
+}
+
+// ErrDuplicateName is returned by AddTunnel for a name already in use.
+var ErrDuplicateName = errors.New("a tunnel with this name is already running")
+
+// AddTunnel starts a tunnel while the client runs: it binds at once when connected
+// (returning the URLs, or the relay's refusal) and after every reconnect.
+func (c *Client) AddTunnel(ctx context.Context, t *forward.Tunnel) ([]string, error) {
+	if c.Tunnel(t.Name) != nil {
+		return nil, fmt.Errorf("tunnel %s: %w", t.Name, ErrDuplicateName)
+	}
+	if err := t.Prepare(); err != nil {
+		return nil, &Error{Kind: KindBind, Err: fmt.Errorf("tunnel %s: %w", t.Name, err)}
+	}
+	t.Start(c.log)
+	c.bindMu.Lock()
+	defer c.bindMu.Unlock()
+	e := c.addEntry(t)
+	c.mu.Lock()
+	cs := c.cs
+	c.mu.Unlock()
+	if cs == nil {
+		return nil, nil // bound when the session comes up
+	}
+	if err := c.bindOne(ctx, cs, e); err != nil {
+		c.removeEntry(e)
+		t.Close()
+		return nil, err
+	}
+	return e.urls, nil
+}
+
+// RemoveTunnel stops a running tunnel by name.
+func (c *Client) RemoveTunnel(name string) error {
+	var e *entry
+	c.mu.Lock()
+	for _, x := range c.entries {
+		if x.t.Name == name {
+			e = x
+		}
+	}
+	cs := c.cs
+	c.mu.Unlock()
+	if e == nil {
+		return fmt.Errorf("no tunnel named %q", name)
+	}
+	c.removeEntry(e)
+	if cs != nil {
+		cs.write(protocol.TypeUnbind, &protocol.Unbind{TunnelID: e.id}) //nolint:errcheck // the session may be going away; the relay frees it then
+	}
+	e.t.Close()
+	c.log.Info("tunnel stopped", "name", name)
+	return nil
 }
 
 // dialer returns the dial function for a transport choice.
@@ -164,9 +262,11 @@ func (c *Client) Connected() bool { return c.live.Load() }
 
 // Tunnel returns the tunnel with the given name, or nil.
 func (c *Client) Tunnel(name string) *forward.Tunnel {
-	for _, t := range c.cfg.Tunnels {
-		if t.Name == name {
-			return t
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, e := range c.entries {
+		if e.t.Name == name {
+			return e.t
 		}
 	}
 	return nil
@@ -176,9 +276,9 @@ func (c *Client) Tunnel(name string) *forward.Tunnel {
 func (c *Client) Tunnels() []Status {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	out := make([]Status, 0, len(c.cfg.Tunnels))
-	for _, t := range c.cfg.Tunnels {
-		out = append(out, Status{Tunnel: t, URLs: c.urls[t]})
+	out := make([]Status, 0, len(c.entries))
+	for _, e := range c.entries {
+		out = append(out, Status{Tunnel: e.t, URLs: e.urls})
 	}
 	return out
 }
@@ -194,8 +294,12 @@ func (c *Client) Run(ctx context.Context) error {
 	}
 	for _, t := range c.cfg.Tunnels {
 		t.Start(c.log)
-		defer t.Close()
 	}
+	defer func() {
+		for _, e := range c.snapshot() {
+			e.t.Close()
+		}
+	}()
 	established := false
 	delay := c.cfg.Backoff
 	for attempt := 1; ; attempt++ {
@@ -263,12 +367,23 @@ func (c *Client) runSession(ctx context.Context, established *bool) error {
 	defer sess.CloseWithError(protocol.CodeClosed, "agent closing")
 	wg.Go(func() { c.acceptLoop(sctx, sess) })
 
+	c.bindMu.Lock()
 	if err := c.bindAll(sctx, cs); err != nil {
+		c.bindMu.Unlock()
 		return err
 	}
 	*established = true
+	c.mu.Lock()
+	c.cs = cs
+	c.mu.Unlock()
+	c.bindMu.Unlock()
 	c.live.Store(true)
-	defer c.live.Store(false)
+	defer func() {
+		c.mu.Lock()
+		c.cs = nil
+		c.mu.Unlock()
+		c.live.Store(false)
+	}()
 	if c.cfg.OnReady != nil {
 		c.cfg.OnReady(c.Tunnels())
 	}
@@ -344,36 +459,44 @@ func classify(step string, err error) error {
 	return &Error{Kind: KindUnreachable, Err: fmt.Errorf("%s: %w", step, err)}
 }
 
-// bindAll binds every tunnel; after a reconnect it asks for the names it had before.
+// bindAll binds every tunnel; after a reconnect each asks for the name it had before.
 func (c *Client) bindAll(ctx context.Context, cs *control) error {
-	for i, t := range c.cfg.Tunnels {
-		b := t.Bind(uint32(i + 1))
-		c.mu.Lock()
-		prev := c.urls[t]
-		c.mu.Unlock()
-		if len(prev) > 0 { // keep the same public URL across reconnects
-			if h, p := hostPort(prev[0]); t.Proto == protocol.ProtoTCP {
-				b.RemoteAddr = net.JoinHostPort(h, p)
-			} else if b.Domain == "" {
-				b.Domain = h
-			}
+	for _, e := range c.snapshot() {
+		if err := c.bindOne(ctx, cs, e); err != nil {
+			return err
 		}
-		resp, err := cs.bind(ctx, b)
-		if err != nil {
-			return &Error{Kind: KindUnreachable, Err: fmt.Errorf("bind %s: %w", t.Name, err)}
+	}
+	return nil
+}
+
+func (c *Client) bindOne(ctx context.Context, cs *control, e *entry) error {
+	t := e.t
+	b := t.Bind(e.id)
+	c.mu.Lock()
+	prev := e.urls
+	c.mu.Unlock()
+	if len(prev) > 0 { // keep the same public URL across reconnects
+		if h, p := hostPort(prev[0]); t.Proto == protocol.ProtoTCP {
+			b.RemoteAddr = net.JoinHostPort(h, p)
+		} else if b.Domain == "" {
+			b.Domain = h
 		}
-		if resp.Error != nil {
-			return &Error{Kind: KindBind, Err: fmt.Errorf("tunnel %s refused by the relay: %s", t.Name, resp.Error.Message)}
-		}
-		for _, w := range resp.Warnings {
-			c.log.Warn(w, "tunnel", t.Name)
-		}
-		c.mu.Lock()
-		c.urls[t] = resp.URLs
-		c.mu.Unlock()
-		for _, u := range resp.URLs {
-			c.log.Info("tunnel started", "name", t.Name, "url", u, "addr", t.Upstream())
-		}
+	}
+	resp, err := cs.bind(ctx, b)
+	if err != nil {
+		return &Error{Kind: KindUnreachable, Err: fmt.Errorf("bind %s: %w", t.Name, err)}
+	}
+	if resp.Error != nil {
+		return &Error{Kind: KindBind, Err: fmt.Errorf("tunnel %s refused by the relay: %s", t.Name, resp.Error.Message)}
+	}
+	for _, w := range resp.Warnings {
+		c.log.Warn(w, "tunnel", t.Name)
+	}
+	c.mu.Lock()
+	e.urls = resp.URLs
+	c.mu.Unlock()
+	for _, u := range resp.URLs {
+		c.log.Info("tunnel started", "name", t.Name, "url", u, "addr", t.Upstream())
 	}
 	return nil
 }
@@ -408,14 +531,16 @@ func (c *Client) serveStream(ctx context.Context, st transport.Stream) {
 		st.Abort(protocol.CodeProtocol)
 		return
 	}
-	idx := int(h.TunnelID) - 1
-	if idx < 0 || idx >= len(c.cfg.Tunnels) {
+	c.mu.Lock()
+	e := c.byID[h.TunnelID]
+	c.mu.Unlock()
+	if e == nil {
 		resp := protocol.StreamResp{Code: protocol.CodeTunnelGone, Message: "no tunnel " + strconv.Itoa(int(h.TunnelID))}
 		st.Write(resp.AppendFrame(nil)) //nolint:errcheck
 		st.Close()
 		return
 	}
-	forward.Serve(ctx, c.cfg.Tunnels[idx], st, h, c.log)
+	forward.Serve(ctx, e.t, st, h, c.log)
 }
 
 func (c *Client) heartbeat(ctx context.Context, cs *control) {

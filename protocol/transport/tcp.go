@@ -5,55 +5,52 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"time"
 
-	"github.com/hashicorp/yamux"
+	"github.com/xtaci/smux"
 
 	"github.com/ferrytunnel/ferry/protocol"
 )
 
-// yamuxConfig is sized for throughput (16 MiB stream windows, like the QUIC windows)
-// and for one stream per public connection.
-func yamuxConfig() *yamux.Config {
-	return &yamux.Config{
-		AcceptBacklog:          4096,
-		EnableKeepAlive:        true,
-		KeepAliveInterval:      KeepAlive,
-		ConnectionWriteTimeout: IdleTimeout,
-		MaxStreamWindowSize:    16 << 20,
-		StreamOpenTimeout:      IdleTimeout,
-		StreamCloseTimeout:     time.Minute,
-		LogOutput:              io.Discard,
+// smuxConfig: protocol version 2 (per-stream flow control, so one slow public client
+// cannot stall the others), 1 MiB per stream and 32 MiB per session of receive buffer.
+func smuxConfig() *smux.Config {
+	return &smux.Config{
+		Version:           2,
+		KeepAliveInterval: KeepAlive,
+		KeepAliveTimeout:  IdleTimeout,
+		MaxFrameSize:      32 << 10,
+		MaxReceiveBuffer:  32 << 20,
+		MaxStreamBuffer:   1 << 20,
 	}
 }
 
 // TCPSession is the fallback transport for networks that block UDP: TLS over TCP (ALPN
-// ferry/1, on the relay's public TLS port) with yamux streams. It carries exactly the
+// ferry/1, on the relay's public TLS port) with smux streams. It carries exactly the
 // same frames as QUIC.
 type TCPSession struct {
-	y      *yamux.Session
+	m      *smux.Session
 	ctx    context.Context
 	cancel context.CancelCauseFunc
 }
 
-// NewTCPSession runs yamux over an established TLS connection; server is true on the relay.
+// NewTCPSession runs smux over an established TLS connection; server is true on the relay.
 func NewTCPSession(c net.Conn, server bool) (*TCPSession, error) {
-	var y *yamux.Session
+	var m *smux.Session
 	var err error
 	if server {
-		y, err = yamux.Server(c, yamuxConfig())
+		m, err = smux.Server(c, smuxConfig())
 	} else {
-		y, err = yamux.Client(c, yamuxConfig())
+		m, err = smux.Client(c, smuxConfig())
 	}
 	if err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancelCause(context.Background())
-	s := &TCPSession{y: y, ctx: ctx, cancel: cancel}
+	s := &TCPSession{m: m, ctx: ctx, cancel: cancel}
 	go func() {
-		<-y.CloseChan()
+		<-m.CloseChan()
 		cancel(errors.New("session closed by peer"))
 	}()
 	return s, nil
@@ -85,7 +82,7 @@ func (s *TCPSession) Name() string { return "tcp" }
 
 // OpenStream implements Session.
 func (s *TCPSession) OpenStream(ctx context.Context) (Stream, error) {
-	st, err := s.y.OpenStream()
+	st, err := s.m.OpenStream()
 	if err != nil {
 		return nil, s.closedErr(err)
 	}
@@ -94,8 +91,18 @@ func (s *TCPSession) OpenStream(ctx context.Context) (Stream, error) {
 
 // AcceptStream implements Session.
 func (s *TCPSession) AcceptStream(ctx context.Context) (Stream, error) {
-	st, err := s.y.AcceptStreamWithContext(ctx)
+	// smux's accept takes a deadline, not a context: turn the context into one.
+	s.m.SetDeadline(time.Time{})
+	if d, ok := ctx.Deadline(); ok {
+		s.m.SetDeadline(d)
+	}
+	stop := context.AfterFunc(ctx, func() { s.m.SetDeadline(time.Now()) })
+	defer stop()
+	st, err := s.m.AcceptStream()
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
 		return nil, s.closedErr(err)
 	}
 	return tcpStream{st}, nil
@@ -108,32 +115,23 @@ func (s *TCPSession) closedErr(err error) error {
 	return err
 }
 
-// CloseWithError implements Session. yamux carries no reason on the wire: the reason goes
+// CloseWithError implements Session. smux carries no reason on the wire: the reason goes
 // to the peer as an Error or GoAway frame on the control stream before this is called.
 func (s *TCPSession) CloseWithError(code protocol.ErrorCode, msg string) error {
 	s.cancel(&protocol.Error{Code: code, Message: msg})
-	return s.y.Close()
+	return s.m.Close()
 }
 
 // Context implements Session.
 func (s *TCPSession) Context() context.Context { return s.ctx }
 
 // LocalAddr implements Session.
-func (s *TCPSession) LocalAddr() net.Addr { return s.y.LocalAddr() }
+func (s *TCPSession) LocalAddr() net.Addr { return s.m.LocalAddr() }
 
 // RemoteAddr implements Session.
-func (s *TCPSession) RemoteAddr() net.Addr { return s.y.RemoteAddr() }
+func (s *TCPSession) RemoteAddr() net.Addr { return s.m.RemoteAddr() }
 
-type tcpStream struct{ *yamux.Stream }
+type tcpStream struct{ *smux.Stream }
 
-// CloseWrite sends FIN (yamux's Close is a half-close).
-func (s tcpStream) CloseWrite() error { return s.Stream.Close() }
-
-// Close sends FIN and stops waiting for reads.
-func (s tcpStream) Close() error {
-	err := s.Stream.Close()
-	s.Stream.SetReadDeadline(time.Now())
-	return err
-}
-
-func (s tcpStream) Abort(protocol.ErrorCode) { s.Close() }
+// Abort ends both directions at once (smux has no reset with a code).
+func (s tcpStream) Abort(protocol.ErrorCode) { s.Stream.Close() }
