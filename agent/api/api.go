@@ -6,8 +6,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
+	"net/url"
 	"strings"
 
 	"github.com/ferrytunnel/ferry/agent/api/ui"
@@ -103,7 +106,7 @@ func Handler(l TunnelLister, store *inspect.Store) http.Handler {
 		apiError(w, http.StatusNotFound, "tunnel not found: "+r.PathValue("name"))
 	})
 	mux.Handle("GET /", ui.Handler(store))
-	return mux
+	return guard(mux)
 }
 
 func listOne(l TunnelLister, name string) []Tunnel {
@@ -127,11 +130,48 @@ func List(l TunnelLister) []Tunnel {
 			if i > 0 {
 				name += " (" + scheme + ")"
 			}
-			out = append(out, Tunnel{Name: name, URI: "/api/tunnels/" + name, PublicURL: u, Proto: scheme,
-				Config: TunnelConfig{Addr: s.Tunnel.Upstream()}})
+			out = append(out, Tunnel{Name: name, URI: "/api/tunnels/" + url.PathEscape(name), PublicURL: u, Proto: scheme,
+				Config: TunnelConfig{Addr: s.Tunnel.Upstream(), Inspect: s.Tunnel.Inspect}})
 		}
 	}
 	return out
+}
+
+// guard protects the local API from web pages the user visits. A DNS-rebinding page
+// reaches 127.0.0.1 under its own name, so only localhost and IP Host headers are served; a
+// cross-site form or fetch can send a POST or DELETE, so those need a JSON body (or none)
+// and, when the browser names an Origin, the API's own.
+func guard(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		host := r.Host
+		if h, _, err := net.SplitHostPort(host); err == nil {
+			host = h
+		}
+		if !allowedHost(host) {
+			apiError(w, http.StatusForbidden, fmt.Sprintf("host %q: the local API answers only to localhost or an IP address", r.Host))
+			return
+		}
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			if o := r.Header.Get("Origin"); o != "" {
+				u, err := url.Parse(o)
+				if err != nil || u.Host != r.Host {
+					apiError(w, http.StatusForbidden, "cross-origin requests are not allowed")
+					return
+				}
+			}
+			if ct := r.Header.Get("Content-Type"); r.ContentLength != 0 && !strings.HasPrefix(ct, "application/json") {
+				apiError(w, http.StatusUnsupportedMediaType, "send the body as Content-Type: application/json")
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// allowedHost accepts localhost and IP literals: a rebinding attack always arrives with
+// its own domain name, and an IP literal keeps --api-addr 0.0.0.0:4040 usable from the LAN.
+func allowedHost(h string) bool {
+	return strings.EqualFold(h, "localhost") || net.ParseIP(strings.Trim(h, "[]")) != nil
 }
 
 func apiError(w http.ResponseWriter, status int, msg string) {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ferrytunnel/ferry/agent/inspect"
@@ -120,6 +121,10 @@ func requestRoutes(mux *http.ServeMux, l TunnelLister, store *inspect.Store) {
 			req.Method = in.Method
 		}
 		if in.URI != "" {
+			if !strings.HasPrefix(in.URI, "/") {
+				apiError(w, http.StatusBadRequest, fmt.Sprintf("uri %q: want a path starting with /, e.g. /orders?id=7", in.URI))
+				return
+			}
 			req.URI = in.URI
 		}
 		if in.Headers != nil {

@@ -29,6 +29,7 @@ import (
 	"github.com/ferrytunnel/ferry/agent/session"
 	"github.com/ferrytunnel/ferry/agent/tlsconf"
 	"github.com/ferrytunnel/ferry/protocol/pprof"
+	"github.com/ferrytunnel/ferry/relay/cert"
 )
 
 // Exit codes, documented in docs/agent.md.
@@ -99,7 +100,7 @@ func isUsage(err error) bool {
 func globalFlags() []cli.Flag {
 	return []cli.Flag{
 		&cli.StringFlag{Name: "relay", Usage: "relay address `HOST:PORT`", EnvVars: []string{"FERRY_RELAY"}},
-		&cli.StringFlag{Name: "authtoken", Usage: "authtoken from `ferry-relay token create`", EnvVars: []string{"FERRY_AUTHTOKEN"}},
+		&cli.StringFlag{Name: "authtoken", Usage: "authtoken `TOKEN` (create one on the relay: ferry-relay token create)", EnvVars: []string{"FERRY_AUTHTOKEN"}},
 		&cli.StringFlag{Name: "relay-ca", Usage: "PEM `FILE` of CAs that sign the relay's certificate (default: system roots)", EnvVars: []string{"FERRY_RELAY_CA"}},
 		&cli.StringFlag{Name: "config", Usage: "configuration `FILE` (default " + config.DefaultPath() + ")"},
 		&cli.StringFlag{Name: "log", Usage: "where logs go: stdout, stderr, false or a file `PATH` (default: stdout when it is not a terminal, else none)"},
@@ -151,7 +152,7 @@ func newApp(env Env) *cli.App {
 				Name:      "tcp",
 				Usage:     "expose a local TCP service",
 				ArgsUsage: "PORT|HOST:PORT",
-				Flags:     tunnelFlags(&cli.StringFlag{Name: "remote-addr", Usage: "public address `HOST:PORT` to bind (a port in the relay's range; default: any free port)"}),
+				Flags:     tunnelFlags(proxyProto, &cli.StringFlag{Name: "remote-addr", Usage: "public `[HOST:]PORT` to bind, in the relay's tcp range (default: any free port)"}),
 				Action:    func(c *cli.Context) error { return runTunnel(c, env, "tcp") },
 			},
 			{
@@ -229,6 +230,10 @@ func newApp(env Env) *cli.App {
 							if errs := f.Check(); len(errs) > 0 {
 								return usageErr("%v", errors.Join(errs...))
 							}
+							if _, err := os.Stat(path); err != nil {
+								fmt.Fprintf(env.Stdout, "No configuration file at %s: defaults and flags apply (create one with ferry config add-authtoken or ferry config edit)\n", path)
+								return nil
+							}
 							fmt.Fprintf(env.Stdout, "Valid configuration file at %s\n", path)
 							return nil
 						},
@@ -305,7 +310,20 @@ func newApp(env Env) *cli.App {
 			},
 		},
 	}
+	quietUsage(app.Commands)
 	return app
+}
+
+// quietUsage makes a bad flag on any command a one-line error with a pointer to its
+// help, instead of the whole help text.
+func quietUsage(cmds []*cli.Command) {
+	for _, cmd := range cmds {
+		name := cmd.Name
+		cmd.OnUsageError = func(_ *cli.Context, err error, _ bool) error {
+			return usageErr("%v (see ferry %s --help)", err, name)
+		}
+		quietUsage(cmd.Subcommands)
+	}
 }
 
 // lookup returns a global flag's value: set on the command, else on the app, else its env
@@ -360,7 +378,7 @@ func (s tunnelSpec) build() (*forward.Tunnel, error) {
 		return nil, fmt.Errorf("%s and %s go together: give both, or neither to pass TLS through to the upstream", s.optKey("crt"), s.optKey("key"))
 	}
 	if s.crt != "" {
-		cert, err := tlsconf.LoadServerCert(s.crt, s.key)
+		cert, err := cert.LoadKeyPair(s.crt, s.key, s.optKey("crt"), s.optKey("key"))
 		if err != nil {
 			return nil, err
 		}
@@ -382,7 +400,32 @@ func (s tunnelSpec) build() (*forward.Tunnel, error) {
 	return t, nil
 }
 
-func flagKey(option string) string { return "--" + option }
+// tunnelName names a command-line tunnel after its upstream, in characters that are safe
+// in /api/tunnels/NAME: "http-8080", "http-https-127.0.0.1-8443".
+func tunnelName(proto, upstream string) string {
+	var b strings.Builder
+	b.WriteString(proto)
+	dash := true
+	for _, r := range upstream {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '.' || r == '_' {
+			if dash {
+				b.WriteByte('-')
+			}
+			b.WriteRune(r)
+			dash = false
+		} else {
+			dash = true
+		}
+	}
+	return b.String()
+}
+
+func flagKey(option string) string {
+	if option == "addr" {
+		return "upstream"
+	}
+	return "--" + option
+}
 
 // runTunnel starts one tunnel from the command line and serves until interrupted.
 func runTunnel(c *cli.Context, env Env, proto string) error {
@@ -398,7 +441,7 @@ func runTunnel(c *cli.Context, env Env, proto string) error {
 	if err != nil {
 		return err
 	}
-	spec := tunnelSpec{name: proto + "-" + c.Args().First(), proto: proto, addr: c.Args().First(),
+	spec := tunnelSpec{name: tunnelName(proto, c.Args().First()), proto: proto, addr: c.Args().First(),
 		domain: c.String("domain"), remoteAddr: c.String("remote-addr"), terminateAt: c.String("terminate-at"),
 		crt: c.String("crt"), key: c.String("key"), mutualTLSCAs: c.String("mutual-tls-cas"), optKey: flagKey,
 		proxyProto: c.Int("proxy-proto"), hostHeader: c.String("host-header"), inspect: proto == "http" && c.Bool("inspect"), upstreamTLSVerify: !c.IsSet("upstream-tls-verify") || c.Bool("upstream-tls-verify")}
@@ -467,6 +510,9 @@ func runAgent(c *cli.Context, env Env, file *config.File, path string, tunnels [
 	relay, token, relayCA := settings(c, file)
 	if relay == "" {
 		return usageErr("no relay: pass --relay HOST:PORT, set FERRY_RELAY, or put relay = \"HOST:PORT\" in %s", path)
+	}
+	if _, _, err := net.SplitHostPort(relay); err != nil {
+		return usageErr("--relay %q: want HOST:PORT, e.g. relay.example.com:443", relay)
 	}
 	if token == "" {
 		return usageErr("no authtoken: pass --authtoken TOKEN, set FERRY_AUTHTOKEN, or run `ferry config add-authtoken TOKEN` (create one on the relay with `ferry-relay token create`)")
@@ -550,10 +596,13 @@ func runAgent(c *cli.Context, env Env, file *config.File, path string, tunnels [
 // pick returns a setting: the flag if set, else the file's value, else the flag's env
 // var or default.
 func pick(c *cli.Context, name, fromFile string) string {
-	if v := lookup(c, name); v != "" && (c.IsSet(name) || fromFile == "" || isEnvSet(name)) {
+	if v := setValue(c, name); v != "" { // set on the command line (before or after the command) or by env
 		return v
 	}
-	return fromFile
+	if fromFile != "" {
+		return fromFile
+	}
+	return lookup(c, name)
 }
 
 // settings returns the relay, authtoken and relay CA from flags, env and the file.
@@ -585,11 +634,6 @@ func printFinal(w io.Writer, v console.View) {
 		s.Forwards = append(s.Forwards, console.Forward{URL: t.URL, Upstream: t.Upstream})
 	}
 	console.PrintStatus(w, s)
-}
-
-func isEnvSet(flag string) bool {
-	name := map[string]string{"relay": "FERRY_RELAY", "authtoken": "FERRY_AUTHTOKEN", "relay-ca": "FERRY_RELAY_CA"}[flag]
-	return name != "" && os.Getenv(name) != ""
 }
 
 // lazyLister lets the API start before the client exists.

@@ -299,3 +299,14 @@ func TestMainUsageMessages(t *testing.T) {
 		}
 	})
 }
+
+// TestGlobalFlagBeforeCommandBeatsFile: `ferry --relay X http 80` uses X even when the
+// configuration file names another relay.
+func TestGlobalFlagBeforeCommandBeatsFile(t *testing.T) {
+	cleanEnv(t)
+	cfg := writeFile(t, "ferry.toml", "version = \"1\"\nrelay = \"from-file:1\"\nauthtoken = \"T\"\n")
+	r := run(t, "--relay", "flag-before", "http", "80", "--config", cfg, "--api-addr", "false")
+	if r.code != ExitUsage || !strings.Contains(r.stderr, `--relay "flag-before"`) {
+		t.Errorf("ferry --relay flag-before http 80 = %d %q; want the flag's value used (and refused for its missing port)", r.code, r.stderr)
+	}
+}

@@ -81,10 +81,11 @@ func newHTTPProxy(t *Tunnel, log *slog.Logger) *httpProxy {
 			}
 			log.Warn("upstream unreachable", "tunnel", t.Name, "upstream", target.String(), "err", err)
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
+			w.Header().Set("Cache-Control", "no-store")
 			w.Header().Set("Ferry-Error", "502 Bad gateway")
 			w.WriteHeader(http.StatusBadGateway)
-			fmt.Fprintf(w, "<!doctype html><html><head><title>502 Bad gateway</title></head><body style=\"font-family:sans-serif;max-width:40em;margin:4em auto\"><h1>502 Bad gateway</h1><p>Tunnel %s is online, but the agent could not reach its upstream %s: %s</p><hr><p><small>ferry agent</small></p></body></html>\n",
-				html.EscapeString(r.Host), html.EscapeString(target.String()), html.EscapeString(unwrapOp(err).Error()))
+			fmt.Fprintf(w, "<!doctype html><html><head><title>502 Bad gateway</title></head><body style=\"font-family:sans-serif;max-width:40em;margin:4em auto\"><h1>502 Bad gateway</h1><p>Tunnel %s is online, but the request failed.</p><p>The agent could not reach its upstream %s: %s</p><hr><p><small>ferry agent</small></p></body></html>\n",
+				html.EscapeString(hostOnly(r.Host)), html.EscapeString(t.Upstream()), html.EscapeString(unwrapOp(err).Error()))
 		},
 	}
 	var handler http.Handler = p.rp
@@ -189,6 +190,13 @@ func (t *Tunnel) Replay(ctx context.Context, req inspect.Request, replayOf strin
 	r.Header.Del("Content-Length")
 	t.http.record(&discardWriter{h: http.Header{}}, r, replayOf)
 	return nil
+}
+
+func hostOnly(h string) string {
+	if host, _, err := net.SplitHostPort(h); err == nil {
+		return host
+	}
+	return h
 }
 
 // fileServer serves dir read-only. os.Root confines every open to dir: neither ".." nor a

@@ -85,12 +85,7 @@ func (s *Store) Add(e *Exchange) {
 		s.ring = s.ring[:len(s.ring)-1]
 	}
 	s.ring = append(s.ring, e)
-	for ch := range s.subs {
-		select {
-		case ch <- struct{}{}:
-		default:
-		}
-	}
+	s.notifyLocked()
 	s.mu.Unlock()
 }
 
@@ -123,7 +118,17 @@ func (s *Store) Get(id string) *Exchange {
 func (s *Store) Clear() {
 	s.mu.Lock()
 	s.ring = nil
+	s.notifyLocked()
 	s.mu.Unlock()
+}
+
+func (s *Store) notifyLocked() {
+	for ch := range s.subs {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // Subscribe returns a channel that receives a value after each Add (coalesced), and a

@@ -320,7 +320,11 @@ func (c *Client) Run(ctx context.Context) error {
 			attempt = 1
 		}
 		wait := delay/2 + mathrand.N(delay/2+1) // jitter: [delay/2, delay]
-		c.log.Warn("relay connection lost, reconnecting", "relay", c.cfg.Relay, "err", err, "retry_in", wait.Round(time.Millisecond))
+		msg := "relay connection lost, reconnecting"
+		if !established {
+			msg = "relay not reachable yet, retrying"
+		}
+		c.log.Warn(msg, "relay", c.cfg.Relay, "err", err, "retry_in", wait.Round(time.Millisecond))
 		select {
 		case <-ctx.Done():
 			return nil
@@ -416,7 +420,7 @@ func (c *Client) dialError(err error) error {
 	case transport.IsALPNMismatch(err):
 		return &Error{Kind: KindVersion, Err: fmt.Errorf("relay %s does not speak %s: it is not a ferry relay, or too old for this agent", c.cfg.Relay, protocol.ALPN)}
 	}
-	return &Error{Kind: KindUnreachable, Err: fmt.Errorf("relay %s unreachable: %v (is ferry-relay running, and is UDP to that port open?)", c.cfg.Relay, err)}
+	return &Error{Kind: KindUnreachable, Err: fmt.Errorf("relay %s unreachable: %v (is ferry-relay running there? `ferry diagnose` checks DNS, TCP, TLS and UDP one by one)", c.cfg.Relay, err)}
 }
 
 func (c *Client) handshake(ctrl transport.Stream) error {

@@ -144,7 +144,7 @@ func loadConfig(c *cli.Context) (config.Config, error) {
 	fields := map[string]*string{
 		"quic-addr": &cfg.QUICAddr, "https-addr": &cfg.HTTPSAddr, "http-addr": &cfg.HTTPAddr,
 		"tcp-ports": &cfg.TCPPorts, "domain": &cfg.Domain, "tls-cert": &cfg.TLSCert, "tls-key": &cfg.TLSKey,
-		"data": &cfg.Data, "log-format": &cfg.LogFormat, "log-level": &cfg.LogLevel,
+		"data": &cfg.Data, "log-format": &cfg.LogFormat, "log-level": &cfg.LogLevel, "pprof-addr": &cfg.PprofAddr,
 	}
 	for name, field := range fields {
 		if c.IsSet(name) {
@@ -181,7 +181,7 @@ func serve(c *cli.Context, env Env) error {
 	}
 	log := slog.New(h)
 
-	if addr := c.String("pprof-addr"); addr != "" {
+	if addr := cfg.PprofAddr; addr != "" {
 		stop, err := pprof.Serve(addr, log)
 		if err != nil {
 			return usageError{fmt.Errorf("--pprof-addr: %w", err)}

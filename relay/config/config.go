@@ -40,6 +40,25 @@ type Config struct {
 	LogLevel string `toml:"log_level"`
 	// Dev runs everything on 127.0.0.1 with a throwaway CA and prints the agent command.
 	Dev bool `toml:"dev"`
+	// PprofAddr serves Go's pprof profiles on this address; empty (default) disables.
+	PprofAddr string `toml:"pprof_addr"`
+}
+
+// TCPHost is the address tcp tunnel listeners bind on: the host of HTTPSAddr, else of
+// HTTPAddr; in dev mode never anything but loopback.
+func (c *Config) TCPHost() string {
+	for _, a := range []string{c.HTTPSAddr, c.HTTPAddr} {
+		if h, _, err := net.SplitHostPort(a); err == nil && a != "" {
+			if c.Dev && h == "" {
+				return "127.0.0.1"
+			}
+			return h
+		}
+	}
+	if c.Dev {
+		return "127.0.0.1"
+	}
+	return ""
 }
 
 // Defaults returns the production defaults.

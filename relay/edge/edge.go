@@ -8,6 +8,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -168,7 +169,13 @@ func (e *Edge) handleTLS(raw net.Conn) {
 	remote := raw.RemoteAddr().String()
 	if err != nil {
 		e.log.Info("refused TLS connection", "remote", remote, "reason", err)
-		if !errors.Is(err, sni.ErrNotTLS) {
+		switch {
+		case errors.Is(err, sni.ErrNotTLS):
+			// Most often plain HTTP sent to the TLS port: say so instead of a silent close.
+			c.SetWriteDeadline(time.Now().Add(5 * time.Second))
+			io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"+ //nolint:errcheck // best effort
+				"This port speaks TLS: use https:// (plain http:// has its own port on this relay).\n")
+		default:
 			sni.WriteAlert(c, sni.AlertHandshakeFailure) //nolint:errcheck // best effort before close
 		}
 		c.Close()

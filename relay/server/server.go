@@ -11,6 +11,7 @@ import (
 	"net"
 	"strconv"
 	"sync"
+	"sync/atomic"
 
 	"github.com/ferrytunnel/ferry/protocol"
 	"github.com/ferrytunnel/ferry/protocol/transport"
@@ -44,7 +45,8 @@ type Server struct {
 	table *route.Table
 	edge  *edge.Edge
 
-	devCerts sync.Map // name → *tls.Certificate, issued by DevCA
+	devCerts     sync.Map // name → *tls.Certificate, issued by DevCA
+	devCertCount atomic.Int64
 
 	quicLn  *transport.QUICListener
 	httpsLn net.Listener
@@ -147,10 +149,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	tcpHost := ""
-	if c.HTTPSAddr != "" {
-		tcpHost, _, _ = net.SplitHostPort(c.HTTPSAddr)
-	}
+	tcpHost := c.TCPHost()
 	var sessions *session.Server
 	agentTLS := &tls.Config{Certificates: []tls.Certificate{*s.cert}, MinVersion: tls.VersionTLS13, NextProtos: []string{protocol.ALPN}}
 	s.edge = edge.New(edge.Config{Table: s.table, Certificate: s.certificate, Log: s.log,
@@ -220,6 +219,9 @@ func (s *Server) serveTCPAgent(ctx context.Context, sessions *session.Server, c 
 	tc.Close()
 }
 
+// maxDevCerts bounds the dev certificate cache.
+const maxDevCerts = 1000
+
 // certificate returns the certificate for terminating TLS for name.
 func (s *Server) certificate(name string) (*tls.Certificate, error) {
 	if s.opts.DevCA == nil || name == "" {
@@ -232,6 +234,10 @@ func (s *Server) certificate(name string) (*tls.Certificate, error) {
 	c, err := s.opts.DevCA.Issue([]string{name}, nil)
 	if err != nil {
 		return nil, fmt.Errorf("dev CA: issue certificate for %s: %w", name, err)
+	}
+	if s.devCertCount.Add(1) > maxDevCerts { // random names come and go: start the cache afresh
+		s.devCerts.Clear()
+		s.devCertCount.Store(1)
 	}
 	actual, _ := s.devCerts.LoadOrStore(name, &c)
 	return actual.(*tls.Certificate), nil

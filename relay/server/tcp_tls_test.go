@@ -286,7 +286,7 @@ func TestSNIRefusals(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "unrecognized name") {
 		t.Errorf("unknown SNI: err = %v, want alert unrecognized name", err)
 	}
-	// Garbage on :443 is dropped without a hang.
+	// Plain HTTP on the TLS port gets a 400 that says to use https://, then a close.
 	c, err := net.Dial("tcp", r.srv.HTTPSAddr().String())
 	if err != nil {
 		t.Fatal(err)
@@ -294,8 +294,8 @@ func TestSNIRefusals(t *testing.T) {
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(5 * time.Second))
 	io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\n\r\n") //nolint:errcheck
-	if b, err := io.ReadAll(c); err != nil || len(b) != 0 {
-		t.Errorf("garbage: read %q, %v; want a clean close", b, err)
+	if b, err := io.ReadAll(c); err != nil || !strings.HasPrefix(string(b), "HTTP/1.1 400") || !strings.Contains(string(b), "use https://") {
+		t.Errorf("plain HTTP on the TLS port: read %q, %v; want a 400 telling to use https://, then close", b, err)
 	}
 }
 

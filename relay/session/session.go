@@ -335,10 +335,14 @@ func (a *agent) bindTCP(b *protocol.Bind, t *route.Tunnel) error {
 	pr := cfg.TCPPorts
 	var ports []int
 	if b.RemoteAddr != "" {
-		_, ps, err := net.SplitHostPort(b.RemoteAddr)
+		ps := b.RemoteAddr
+		var err error
+		if strings.Contains(ps, ":") {
+			_, ps, err = net.SplitHostPort(b.RemoteAddr)
+		}
 		p, err2 := strconv.Atoi(ps)
 		if err != nil || err2 != nil {
-			return protocol.Errorf(protocol.CodeBindRefused, "--remote-addr %q: want HOST:PORT, e.g. %s:%d", b.RemoteAddr, cfg.Domain, pr.Low)
+			return protocol.Errorf(protocol.CodeBindRefused, "--remote-addr %q: want [HOST:]PORT, e.g. %s:%d", b.RemoteAddr, cfg.Domain, pr.Low)
 		}
 		if !pr.Contains(p) {
 			return protocol.Errorf(protocol.CodeBindRefused, "--remote-addr %q: port %d is outside this relay's tcp range %d-%d", b.RemoteAddr, p, pr.Low, pr.High)
