@@ -7,10 +7,18 @@ import (
 	"sync"
 )
 
-// copyBufSize is the buffer each direction of a joined connection uses.
-const copyBufSize = 64 << 10
+// Copy buffers. A connection starts with a small buffer and moves to a large one only
+// while reads keep filling it, so the many idle connections a relay holds cost 4 KiB per
+// direction, not 64 KiB, and bulk transfers still move 64 KiB per system call.
+const (
+	smallBufSize = 4 << 10
+	largeBufSize = 64 << 10
+)
 
-var copyBufPool = sync.Pool{New: func() any { b := make([]byte, copyBufSize); return &b }}
+var (
+	smallBufs = sync.Pool{New: func() any { b := make([]byte, smallBufSize); return &b }}
+	largeBufs = sync.Pool{New: func() any { b := make([]byte, largeBufSize); return &b }}
+)
 
 type closeWriter interface{ CloseWrite() error }
 
@@ -34,10 +42,8 @@ func Join(a, b net.Conn) (aToB, bToA int64) {
 
 // pipe copies src to dst; on EOF it half-closes dst, on error it closes both.
 func pipe(dst, src net.Conn) int64 {
-	bp := copyBufPool.Get().(*[]byte)
-	n, err := io.CopyBuffer(onlyWriter{dst}, onlyReader{src}, *bp)
-	copyBufPool.Put(bp)
-	if err == nil || errors.Is(err, io.EOF) {
+	n, err := copyAdaptive(dst, src)
+	if err == nil {
 		if cw, ok := dst.(closeWriter); ok {
 			if cw.CloseWrite() == nil {
 				return n
@@ -51,7 +57,44 @@ func pipe(dst, src net.Conn) int64 {
 	return n
 }
 
-// onlyWriter and onlyReader hide ReadFrom/WriteTo so CopyBuffer uses our pooled buffer
-// (TCPConn.ReadFrom would otherwise fall back to its own allocation for non-TCP sources).
-type onlyWriter struct{ io.Writer }
-type onlyReader struct{ io.Reader }
+// copyAdaptive copies until EOF (returning a nil error) or a read or write error.
+func copyAdaptive(dst io.Writer, src io.Reader) (int64, error) {
+	small := smallBufs.Get().(*[]byte)
+	defer smallBufs.Put(small)
+	var large *[]byte
+	defer func() {
+		if large != nil {
+			largeBufs.Put(large)
+		}
+	}()
+	buf := *small
+	var total int64
+	for {
+		nr, rerr := src.Read(buf)
+		if nr > 0 {
+			nw, werr := dst.Write(buf[:nr])
+			total += int64(nw)
+			if werr != nil {
+				return total, werr
+			}
+			if nw != nr {
+				return total, io.ErrShortWrite
+			}
+		}
+		if rerr != nil {
+			if errors.Is(rerr, io.EOF) {
+				return total, nil
+			}
+			return total, rerr
+		}
+		switch {
+		case nr == len(buf) && large == nil: // the stream is busy: read more per call
+			large = largeBufs.Get().(*[]byte)
+			buf = *large
+		case nr < smallBufSize && large != nil: // quiet again: give the large buffer back
+			largeBufs.Put(large)
+			large = nil
+			buf = *small
+		}
+	}
+}
