@@ -264,6 +264,7 @@ func (d *demo) printSummary(urls []string, publicURL, relayCA string, upPort int
 	fmt.Fprintf(&b, "  Local service:  http://127.0.0.1:%d (the sample page in this program)\n", upPort)
 	fmt.Fprintf(&b, "  Relay:          %s %s\n", relayBin, strings.Join(relayArgs, " "))
 	fmt.Fprintf(&b, "  Agent:          %s %s\n", agentBin, strings.Join(redact(agentArgs), " "))
+	fmt.Fprintf(&b, "  Inspect:        http://%s/ (every request through the tunnel, with replay)\n", apiAddr)
 	fmt.Fprintf(&b, "  Local API:      http://%s/api/tunnels\n\n", apiAddr)
 
 	fmt.Fprintf(&b, "A real HTTPS request through the tunnel (trusting %s):\n\n", relayCA)
