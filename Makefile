@@ -16,7 +16,7 @@ build:
 # The whole suite: race-checked unit and in-process end-to-end tests, the long
 # transfers without the race detector (1 GiB by hash), a short run of every fuzz
 # target, and the scripts/e2e.sh run against the built binaries.
-test: test-race test-long fuzz e2e tui-test
+test: test-race test-long fuzz e2e tui-test inspect-ui
 
 test-race:
 	$(GO) test -race -count=1 -timeout 20m ./...
