@@ -3,6 +3,8 @@ package protocol
 import (
 	"errors"
 	"fmt"
+	"io"
+	"runtime"
 )
 
 // Tunnel protocols as they appear in Bind.Proto.
@@ -146,4 +148,29 @@ type Heartbeat struct {
 // GoAway tells the agent the relay is shutting down (TypeGoAway).
 type GoAway struct {
 	Reason string `json:"reason"`
+}
+
+// NewHello returns the agent's Hello for this build's protocol range.
+func NewHello(agentVersion string) *Hello {
+	return &Hello{Version: Version, MinVersion: MinVersion, AgentVersion: agentVersion, OS: runtime.GOOS, Arch: runtime.GOARCH}
+}
+
+// Handshake runs the agent's side of steps 1 and 2 of the protocol flow on the control
+// stream: Hello, then Auth. A refusal comes back as an *Error (wrapped with the step).
+func Handshake(rw io.ReadWriter, hello *Hello, authtoken string) (*HelloResp, *AuthResp, error) {
+	if err := WriteMsg(rw, TypeHello, hello); err != nil {
+		return nil, nil, fmt.Errorf("send hello: %w", err)
+	}
+	var hr HelloResp
+	if err := ReadMsg(rw, MaxControlFrame, TypeHelloResp, &hr); err != nil {
+		return nil, nil, fmt.Errorf("hello: %w", err)
+	}
+	if err := WriteMsg(rw, TypeAuth, &Auth{Authtoken: authtoken}); err != nil {
+		return nil, nil, fmt.Errorf("send auth: %w", err)
+	}
+	var ar AuthResp
+	if err := ReadMsg(rw, MaxControlFrame, TypeAuthResp, &ar); err != nil {
+		return nil, nil, fmt.Errorf("auth: %w", err)
+	}
+	return &hr, &ar, nil
 }

@@ -441,21 +441,9 @@ func (r *runner) checkAuth(ctx context.Context) Result {
 		ctrl.SetDeadline(d)
 	}
 	defer ctrl.SetDeadline(time.Time{})
-	hello := protocol.Hello{Version: protocol.Version, MinVersion: protocol.MinVersion,
-		AgentVersion: r.o.Version, OS: runtime.GOOS, Arch: runtime.GOARCH}
-	if err := protocol.WriteMsg(ctrl, protocol.TypeHello, &hello); err != nil {
-		return r.authError("send hello", err)
-	}
-	var hr protocol.HelloResp
-	if err := protocol.ReadMsg(ctrl, protocol.MaxControlFrame, protocol.TypeHelloResp, &hr); err != nil {
-		return r.authError("hello", err)
-	}
-	if err := protocol.WriteMsg(ctrl, protocol.TypeAuth, &protocol.Auth{Authtoken: r.o.Authtoken}); err != nil {
-		return r.authError("send auth", err)
-	}
-	var ar protocol.AuthResp
-	if err := protocol.ReadMsg(ctrl, protocol.MaxControlFrame, protocol.TypeAuthResp, &ar); err != nil {
-		return r.authError("auth", err)
+	hr, ar, err := protocol.Handshake(ctrl, protocol.NewHello(r.o.Version), r.o.Authtoken)
+	if err != nil {
+		return r.authError("handshake", err)
 	}
 	detail := "accepted"
 	if ar.Account != "" {

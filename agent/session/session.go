@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	mathrand "math/rand/v2"
 	"net"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -426,27 +425,15 @@ func (c *Client) dialError(err error) error {
 func (c *Client) handshake(ctrl transport.Stream) error {
 	ctrl.SetDeadline(time.Now().Add(10 * time.Second))
 	defer ctrl.SetDeadline(time.Time{})
-	hello := protocol.Hello{Version: protocol.Version, MinVersion: protocol.MinVersion,
-		AgentVersion: c.cfg.Version, OS: runtime.GOOS, Arch: runtime.GOARCH}
-	if err := protocol.WriteMsg(ctrl, protocol.TypeHello, &hello); err != nil {
-		return &Error{Kind: KindUnreachable, Err: fmt.Errorf("send hello: %w", err)}
-	}
-	var hr protocol.HelloResp
-	if err := protocol.ReadMsg(ctrl, protocol.MaxControlFrame, protocol.TypeHelloResp, &hr); err != nil {
-		return classify("hello", err)
-	}
-	if err := protocol.WriteMsg(ctrl, protocol.TypeAuth, &protocol.Auth{Authtoken: c.cfg.Authtoken}); err != nil {
-		return &Error{Kind: KindUnreachable, Err: fmt.Errorf("send auth: %w", err)}
-	}
-	var ar protocol.AuthResp
-	if err := protocol.ReadMsg(ctrl, protocol.MaxControlFrame, protocol.TypeAuthResp, &ar); err != nil {
-		return classify("auth", err)
+	hr, ar, err := protocol.Handshake(ctrl, protocol.NewHello(c.cfg.Version), c.cfg.Authtoken)
+	if err != nil {
+		return classify(err)
 	}
 	c.log.Info("session established", "relay", c.cfg.Relay, "session", ar.SessionID, "relay_version", hr.RelayVersion, "transport", c.Transport())
 	return nil
 }
 
-func classify(step string, err error) error {
+func classify(err error) error {
 	// The relay refuses a session with an Error frame and closes it with the same code and
 	// message; whichever arrives first carries the reason.
 	err = transport.SessionError(err)
@@ -460,7 +447,7 @@ func classify(step string, err error) error {
 		}
 		return &Error{Kind: KindOther, Err: perr}
 	}
-	return &Error{Kind: KindUnreachable, Err: fmt.Errorf("%s: %w", step, err)}
+	return &Error{Kind: KindUnreachable, Err: err}
 }
 
 // bindAll binds every tunnel; after a reconnect each asks for the name it had before.
