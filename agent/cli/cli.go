@@ -548,29 +548,26 @@ func runAgent(c *cli.Context, env Env, file *config.File, path string, tunnels [
 	for _, t := range tunnels {
 		t.Store = store
 	}
-	apiAddr := pick(c, "api-addr", file.APIAddr)
-	var client *session.Client
-	apiURL := ""
-	if apiAddr != "" && apiAddr != "false" {
-		ln, err := net.Listen("tcp", apiAddr)
-		if err != nil {
-			log.Warn("local API disabled: address in use; pass --api-addr HOST:PORT or --api-addr false", "addr", apiAddr, "err", err)
-		} else {
-			apiURL = "http://" + ln.Addr().String()
-			apiSrv := &http.Server{Handler: api.Handler(lazyLister{&client, store}, store), ReadHeaderTimeout: 5 * time.Second}
-			go apiSrv.Serve(ln) //nolint:errcheck // ends with Close
-			defer apiSrv.Close()
-		}
-	}
-
 	ctx, cancel := context.WithCancel(c.Context)
 	defer cancel()
 	ci := &ciMode{command: lookup(c, "exec"), urlFile: lookup(c, "url-file"), stdout: env.Stdout, stderr: env.Stderr, log: log, cancel: cancel}
-	client = session.New(session.Config{
+	client := session.New(session.Config{
 		Relay: relay, Authtoken: token, RootCAs: roots, Tunnels: tunnels, Transport: transportChoice,
 		Log: log, Version: env.Version,
 		OnReady: ci.ready,
 	})
+	apiURL := ""
+	if apiAddr := pick(c, "api-addr", file.APIAddr); apiAddr != "" && apiAddr != "false" {
+		ln, err := net.Listen("tcp", apiAddr)
+		if err != nil {
+			log.Warn("local API disabled: cannot listen; pass --api-addr HOST:PORT or --api-addr false", "addr", apiAddr, "err", err)
+		} else {
+			apiURL = "http://" + ln.Addr().String()
+			apiSrv := &http.Server{Handler: api.Handler(agentTunnels{client, store}, store), ReadHeaderTimeout: 5 * time.Second}
+			go apiSrv.Serve(ln) //nolint:errcheck // ends with Close
+			defer apiSrv.Close()
+		}
+	}
 	// On a terminal without --log, the live UI is the output; otherwise logs are.
 	if env.Terminal && !tuiOff(c, file) {
 		wake, stopWake := store.Subscribe()
@@ -636,24 +633,19 @@ func printFinal(w io.Writer, v console.View) {
 	console.PrintStatus(w, s)
 }
 
-// lazyLister lets the API start before the client exists.
-type lazyLister struct {
-	c     **session.Client
+// agentTunnels gives the local API the client's tunnels, and builds tunnels it starts at
+// run time the way config-file tunnels are built.
+type agentTunnels struct {
+	c     *session.Client
 	store *inspect.Store
 }
 
-func (l lazyLister) Tunnels() []session.Status {
-	if *l.c == nil {
-		return nil
-	}
-	return (*l.c).Tunnels()
-}
+func (a agentTunnels) Tunnels() []session.Status          { return a.c.Tunnels() }
+func (a agentTunnels) Tunnel(name string) *forward.Tunnel { return a.c.Tunnel(name) }
+func (a agentTunnels) StopTunnel(name string) error       { return a.c.RemoveTunnel(name) }
 
 // StartTunnel builds a tunnel like a config-file one and starts it.
-func (l lazyLister) StartTunnel(ctx context.Context, req api.TunnelRequest) error {
-	if *l.c == nil {
-		return errors.New("the agent is still starting")
-	}
+func (a agentTunnels) StartTunnel(ctx context.Context, req api.TunnelRequest) error {
 	spec := tunnelSpec{name: req.Name, proto: req.Proto, addr: req.Addr, domain: req.Domain, remoteAddr: req.RemoteAddr,
 		terminateAt: req.TerminateAt, crt: req.Crt, key: req.Key, mutualTLSCAs: req.MutualTLSCAs, hostHeader: req.HostHeader,
 		proxyProto: req.ProxyProto, inspect: req.Proto == "http" && (req.Inspect == nil || *req.Inspect),
@@ -663,24 +655,9 @@ func (l lazyLister) StartTunnel(ctx context.Context, req api.TunnelRequest) erro
 	if err != nil {
 		return err
 	}
-	t.Store = l.store
-	_, err = (*l.c).AddTunnel(ctx, t)
+	t.Store = a.store
+	_, err = a.c.AddTunnel(ctx, t)
 	return err
-}
-
-// StopTunnel stops a tunnel by name.
-func (l lazyLister) StopTunnel(name string) error {
-	if *l.c == nil {
-		return errors.New("the agent is still starting")
-	}
-	return (*l.c).RemoveTunnel(name)
-}
-
-func (l lazyLister) Tunnel(name string) *forward.Tunnel {
-	if *l.c == nil {
-		return nil
-	}
-	return (*l.c).Tunnel(name)
 }
 
 // openLog builds the logger from --log, --log-format and --log-level (flags over file).
