@@ -102,6 +102,13 @@ type Bind struct {
 	// to (edge termination only).
 	MutualTLSCAs string            `json:"mutual_tls_cas,omitempty"`
 	Labels       map[string]string `json:"labels,omitempty"`
+	// BasicAuth lists "user:bcrypt-hash" entries (http): the agent hashes the passwords,
+	// so the relay never learns them.
+	BasicAuth []string `json:"basic_auth,omitempty"`
+	// CIDRAllow and CIDRDeny restrict which client addresses reach the tunnel: a client must
+	// match an allow rule (when there are any) and no deny rule.
+	CIDRAllow []string `json:"cidr_allow,omitempty"`
+	CIDRDeny  []string `json:"cidr_deny,omitempty"`
 }
 
 func (b *Bind) validate() error {
@@ -118,8 +125,17 @@ func (b *Bind) validate() error {
 	if len(b.Domain) > 253 {
 		return fmt.Errorf("domain is %d bytes, at most 253", len(b.Domain))
 	}
+	if len(b.BasicAuth) > MaxBasicAuth || len(b.CIDRAllow)+len(b.CIDRDeny) > MaxCIDRRules {
+		return fmt.Errorf("at most %d basic auth entries and %d CIDR rules", MaxBasicAuth, MaxCIDRRules)
+	}
 	return nil
 }
+
+// Limits on what one Bind may carry.
+const (
+	MaxBasicAuth = 100
+	MaxCIDRRules = 1000
+)
 
 // BindResp answers Bind (TypeBindResp): URLs on success, Error otherwise.
 type BindResp struct {

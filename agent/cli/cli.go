@@ -116,7 +116,11 @@ func globalFlags() []cli.Flag {
 
 func newApp(env Env) *cli.App {
 	tunnelFlags := func(extra ...cli.Flag) []cli.Flag {
-		return append(extra, globalFlags()...)
+		cidr := []cli.Flag{
+			&cli.StringSliceFlag{Name: "cidr-allow", Usage: "only clients in `CIDR` may connect (repeatable; IPv4 or IPv6, or a single address)"},
+			&cli.StringSliceFlag{Name: "cidr-deny", Usage: "clients in `CIDR` may not connect (repeatable)"},
+		}
+		return append(append(extra, cidr...), globalFlags()...)
 	}
 	proxyProto := &cli.IntFlag{Name: "proxy-proto", Usage: "send a PROXY protocol `VERSION` (1 or 2) header to the upstream with the client's address"}
 	domain := &cli.StringFlag{Name: "domain", Usage: "public hostname `NAME` (a full name, or a label under the relay's domain; default: random)"}
@@ -143,6 +147,7 @@ func newApp(env Env) *cli.App {
 				ArgsUsage: "PORT|HOST:PORT|URL|unix:PATH|file:///DIR",
 				Flags: tunnelFlags(domain,
 					&cli.BoolFlag{Name: "inspect", Value: true, Usage: "record requests for the inspection UI and local API (--inspect=false to turn off)"},
+					&cli.StringSliceFlag{Name: "basic-auth", Usage: "require HTTP basic auth `USER:PASSWORD` at the relay (repeatable; password at least 8 characters; only a bcrypt hash leaves this machine)"},
 					&cli.StringFlag{Name: "host-header", Usage: "Host header sent upstream: rewrite (the upstream's host:port) or a `VALUE` (default: the public host)"},
 					&cli.BoolFlag{Name: "upstream-tls-verify", Value: true, Usage: "verify an https:// upstream's certificate (--upstream-tls-verify=false for self-signed)"},
 				),
@@ -350,6 +355,7 @@ type tunnelSpec struct {
 	name, proto, addr, domain, remoteAddr, terminateAt, crt, key, mutualTLSCAs string
 	hostHeader                                                                 string
 	proxyProto                                                                 int
+	basicAuth, cidrAllow, cidrDeny                                             []string
 	inspect, upstreamTLSVerify                                                 bool
 	optKey                                                                     func(option string) string
 }
@@ -374,6 +380,7 @@ func (s tunnelSpec) build() (*forward.Tunnel, error) {
 		}
 	}
 	t.ProxyProto = s.proxyProto
+	t.BasicAuth, t.CIDRAllow, t.CIDRDeny = s.basicAuth, s.cidrAllow, s.cidrDeny
 	if (s.crt == "") != (s.key == "") {
 		return nil, fmt.Errorf("%s and %s go together: give both, or neither to pass TLS through to the upstream", s.optKey("crt"), s.optKey("key"))
 	}
@@ -444,6 +451,7 @@ func runTunnel(c *cli.Context, env Env, proto string) error {
 	spec := tunnelSpec{name: tunnelName(proto, c.Args().First()), proto: proto, addr: c.Args().First(),
 		domain: c.String("domain"), remoteAddr: c.String("remote-addr"), terminateAt: c.String("terminate-at"),
 		crt: c.String("crt"), key: c.String("key"), mutualTLSCAs: c.String("mutual-tls-cas"), optKey: flagKey,
+		basicAuth: c.StringSlice("basic-auth"), cidrAllow: c.StringSlice("cidr-allow"), cidrDeny: c.StringSlice("cidr-deny"),
 		proxyProto: c.Int("proxy-proto"), hostHeader: c.String("host-header"), inspect: proto == "http" && c.Bool("inspect"), upstreamTLSVerify: !c.IsSet("upstream-tls-verify") || c.Bool("upstream-tls-verify")}
 	if proto != "tls" && (spec.crt != "" || spec.mutualTLSCAs != "" || spec.terminateAt != "") {
 		return usageErr("--crt, --key, --mutual-tls-cas and --terminate-at are for ferry tls")
@@ -479,6 +487,7 @@ func runStart(c *cli.Context, env Env) error {
 		}
 		spec := tunnelSpec{name: name, proto: ft.Proto, addr: ft.Addr, domain: ft.Domain, remoteAddr: ft.RemoteAddr,
 			terminateAt: ft.TerminateAt, crt: ft.Crt, key: ft.Key, mutualTLSCAs: ft.MutualTLSCAs, hostHeader: ft.HostHeader, proxyProto: ft.ProxyProto,
+			basicAuth: ft.BasicAuth, cidrAllow: ft.CIDRAllow, cidrDeny: ft.CIDRDeny,
 			inspect: ft.Proto == "http" && (ft.Inspect == nil || *ft.Inspect), upstreamTLSVerify: ft.UpstreamTLSVerify == nil || *ft.UpstreamTLSVerify,
 			optKey: func(o string) string {
 				return fmt.Sprintf("%s: tunnels.%s.%s", path, name, strings.ReplaceAll(o, "-", "_"))
@@ -648,7 +657,7 @@ func (a agentTunnels) StopTunnel(name string) error       { return a.c.RemoveTun
 func (a agentTunnels) StartTunnel(ctx context.Context, req api.TunnelRequest) error {
 	spec := tunnelSpec{name: req.Name, proto: req.Proto, addr: req.Addr, domain: req.Domain, remoteAddr: req.RemoteAddr,
 		terminateAt: req.TerminateAt, crt: req.Crt, key: req.Key, mutualTLSCAs: req.MutualTLSCAs, hostHeader: req.HostHeader,
-		proxyProto: req.ProxyProto, inspect: req.Proto == "http" && (req.Inspect == nil || *req.Inspect),
+		proxyProto: req.ProxyProto, basicAuth: req.BasicAuth, cidrAllow: req.CIDRAllow, cidrDeny: req.CIDRDeny, inspect: req.Proto == "http" && (req.Inspect == nil || *req.Inspect),
 		upstreamTLSVerify: req.UpstreamTLSVerify == nil || *req.UpstreamTLSVerify,
 		optKey:            func(o string) string { return strings.ReplaceAll(o, "-", "_") }}
 	t, err := spec.build()

@@ -56,6 +56,11 @@ type Tunnel struct {
 	Inspect *bool `toml:"inspect"`
 	// HostHeader is "rewrite" or a value for the Host header sent upstream (http).
 	HostHeader string `toml:"host_header"`
+	// BasicAuth lists "user:password" pairs the relay requires (http).
+	BasicAuth []string `toml:"basic_auth"`
+	// CIDRAllow and CIDRDeny restrict client addresses (CIDRs or IPs).
+	CIDRAllow []string `toml:"cidr_allow"`
+	CIDRDeny  []string `toml:"cidr_deny"`
 	// ProxyProto is 1 or 2 to send a PROXY protocol header to the upstream (tcp, tls).
 	ProxyProto int `toml:"proxy_proto"`
 	// UpstreamTLSVerify checks an https upstream's certificate (default true).

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -103,7 +104,7 @@ terminate_at = "agent"
 			t.Errorf("Load: %d tunnels, want %d", len(f.Tunnels), len(want))
 		}
 		for name, w := range want {
-			if got := f.Tunnels[name]; got != w {
+			if got := f.Tunnels[name]; !reflect.DeepEqual(got, w) {
 				t.Errorf("Load: tunnels.%s = %+v, want %+v", name, got, w)
 			}
 		}

@@ -17,11 +17,13 @@ import (
 	"time"
 
 	"github.com/pires/go-proxyproto"
+	"golang.org/x/crypto/bcrypt"
 
 	"github.com/ferrytunnel/ferry/agent/inspect"
 	"github.com/ferrytunnel/ferry/agent/tlsconf"
 	"github.com/ferrytunnel/ferry/protocol"
 	"github.com/ferrytunnel/ferry/protocol/transport"
+	"github.com/ferrytunnel/ferry/relay/module"
 )
 
 // DialTimeout bounds the dial to a local upstream.
@@ -62,6 +64,11 @@ type Tunnel struct {
 	InsecureUpstream bool
 	// HostHeader is "" (pass the public Host through), "rewrite" (the upstream's host:port) or a value.
 	HostHeader string
+	// BasicAuth lists "user:password" pairs the relay requires (http). Prepare hashes the
+	// passwords with bcrypt; only the hashes are sent.
+	BasicAuth []string
+	// CIDRAllow and CIDRDeny restrict client addresses at the relay's edge.
+	CIDRAllow, CIDRDeny []string
 	// Inspect records HTTP exchanges into Store (http tunnels).
 	Inspect bool
 	Store   *inspect.Store
@@ -69,8 +76,9 @@ type Tunnel struct {
 	// Conns counts open connections; Total all connections so far.
 	Conns, Total atomic.Int64
 
-	tlsConf *tls.Config
-	http    *httpProxy // set for http tunnels that need the agent to speak HTTP
+	tlsConf    *tls.Config
+	http       *httpProxy // set for http tunnels that need the agent to speak HTTP
+	authHashes []string   // "user:bcrypt-hash", from BasicAuth
 }
 
 // needsHTTP reports whether the agent must parse HTTP for this tunnel (otherwise it
@@ -116,7 +124,8 @@ func (t *Tunnel) Upstream() string {
 // Bind returns the Bind message for this tunnel.
 func (t *Tunnel) Bind(id uint32) *protocol.Bind {
 	return &protocol.Bind{TunnelID: id, Name: t.Name, Proto: t.Proto, Domain: t.Domain,
-		RemoteAddr: t.RemoteAddr, TerminateAt: t.TerminateAt, MutualTLSCAs: string(t.ClientCAsPEM)}
+		RemoteAddr: t.RemoteAddr, TerminateAt: t.TerminateAt, MutualTLSCAs: string(t.ClientCAsPEM),
+		BasicAuth: t.authHashes, CIDRAllow: t.CIDRAllow, CIDRDeny: t.CIDRDeny}
 }
 
 // Prepare checks the tunnel's options and builds its TLS configuration.
@@ -129,6 +138,9 @@ func (t *Tunnel) Prepare() error {
 	}
 	if t.FileRoot != "" && t.Proto != protocol.ProtoHTTP {
 		return fmt.Errorf("file:// upstreams are for http tunnels")
+	}
+	if err := t.prepareModules(); err != nil {
+		return err
 	}
 	if t.ProxyProto != 0 && (t.ProxyProto < 1 || t.ProxyProto > 2 || t.Proto == protocol.ProtoHTTP) {
 		return fmt.Errorf("--proxy-proto %d: want 1 or 2, on tcp and tls tunnels (http tunnels get X-Forwarded-For)", t.ProxyProto)
@@ -292,6 +304,38 @@ func Serve(ctx context.Context, t *Tunnel, st transport.Stream, h protocol.Strea
 	}
 	in, out := transport.Join(client, up)
 	log.Debug("connection closed", "tunnel", t.Name, "remote", h.ClientAddr, "bytes_in", in, "bytes_out", out)
+}
+
+// MinPasswordLen is the shortest --basic-auth password accepted.
+const MinPasswordLen = 8
+
+// prepareModules checks the edge-module options and hashes basic-auth passwords (once).
+func (t *Tunnel) prepareModules() error {
+	if _, err := module.NewIPPolicy(t.CIDRAllow, t.CIDRDeny); err != nil {
+		return fmt.Errorf("--cidr-allow/--cidr-deny %v", err)
+	}
+	if len(t.BasicAuth) > 0 && t.Proto != protocol.ProtoHTTP {
+		return fmt.Errorf("--basic-auth is for http tunnels")
+	}
+	if len(t.authHashes) == len(t.BasicAuth) {
+		return nil
+	}
+	t.authHashes = nil
+	for _, e := range t.BasicAuth {
+		user, pass, ok := strings.Cut(e, ":")
+		if !ok || user == "" {
+			return fmt.Errorf("--basic-auth %q: want USER:PASSWORD", user)
+		}
+		if len(pass) < MinPasswordLen {
+			return fmt.Errorf("--basic-auth for %q: the password must be at least %d characters", user, MinPasswordLen)
+		}
+		hash, err := bcrypt.GenerateFromPassword([]byte(pass), bcrypt.DefaultCost)
+		if err != nil {
+			return fmt.Errorf("--basic-auth for %q: %w", user, err)
+		}
+		t.authHashes = append(t.authHashes, user+":"+string(hash))
+	}
+	return nil
 }
 
 // writeProxyHeader sends a PROXY protocol v1 or v2 header naming the public client.

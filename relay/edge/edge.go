@@ -122,6 +122,11 @@ func (e *Edge) ServeHTTP(ln net.Listener) error {
 // ServeTCP accepts public connections for one tcp tunnel until ln is closed.
 func (e *Edge) ServeTCP(ln net.Listener, t *route.Tunnel) error {
 	return e.acceptLoop(ln, func(c net.Conn) {
+		if !t.IPPolicy.Allows(c.RemoteAddr().String()) {
+			t.Log.Info("refused connection", "remote", c.RemoteAddr(), "reason", "client address not allowed by the tunnel's CIDR rules")
+			c.Close()
+			return
+		}
 		st, err := t.Dial(context.Background(), protocol.StreamTCP, c.RemoteAddr().String(), "")
 		if err != nil {
 			t.Log.Warn("open stream to agent", "remote", c.RemoteAddr(), "err", err)
@@ -196,6 +201,12 @@ func (e *Edge) handleTLS(raw net.Conn) {
 	if t == nil {
 		e.log.Info("refused TLS connection", "remote", remote, "sni", name, "reason", "no tunnel is bound to this name")
 		sni.WriteAlert(c, sni.AlertUnrecognizedName) //nolint:errcheck
+		c.Close()
+		return
+	}
+	if !t.IPPolicy.Allows(remote) {
+		t.Log.Info("refused TLS connection", "remote", remote, "sni", name, "reason", "client address not allowed by the tunnel's CIDR rules")
+		sni.WriteAlert(c, sni.AlertAccessDenied) //nolint:errcheck
 		c.Close()
 		return
 	}

@@ -39,6 +39,16 @@ func (e *Edge) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if !t.IPPolicy.Allows(r.RemoteAddr) { // plain HTTP; TLS clients were checked at the handshake
+		t.Log.Info("refused request", "remote", r.RemoteAddr, "reason", "client address not allowed by the tunnel's CIDR rules")
+		errorPage(w, http.StatusForbidden, "Forbidden", "Your address may not reach "+host+".", "")
+		return
+	}
+	if t.BasicAuth != nil && !t.BasicAuth.Check(r) {
+		w.Header().Set("WWW-Authenticate", `Basic realm="`+host+`", charset="UTF-8"`)
+		errorPage(w, http.StatusUnauthorized, "Authentication required", host+" asks for a user name and password.", "")
+		return
+	}
 	t.Handler.ServeHTTP(w, r)
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ferrytunnel/ferry/protocol"
 	"github.com/ferrytunnel/ferry/protocol/transport"
+	"github.com/ferrytunnel/ferry/relay/module"
 )
 
 // Opener opens streams to the agent that serves a tunnel (an agent session).
@@ -39,6 +40,9 @@ type Tunnel struct {
 	ClientCAs *x509.CertPool
 	// EdgeTLS is the termination config that enforces ClientCAs.
 	EdgeTLS *tls.Config
+	// IPPolicy restricts client addresses (nil: everyone); BasicAuth guards http tunnels.
+	IPPolicy  *module.IPPolicy
+	BasicAuth *module.BasicAuth
 	// URLs are the public URLs.
 	URLs []string
 	// Session opens streams to the agent.

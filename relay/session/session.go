@@ -22,6 +22,7 @@ import (
 	"github.com/ferrytunnel/ferry/protocol/transport"
 	"github.com/ferrytunnel/ferry/relay/config"
 	"github.com/ferrytunnel/ferry/relay/edge"
+	"github.com/ferrytunnel/ferry/relay/module"
 	"github.com/ferrytunnel/ferry/relay/route"
 	"github.com/ferrytunnel/ferry/relay/sni"
 )
@@ -231,6 +232,15 @@ func (a *agent) bind(b *protocol.Bind) *protocol.BindResp {
 	}
 	t := &route.Tunnel{ID: b.TunnelID, Name: b.Name, Proto: b.Proto, TerminateAt: b.TerminateAt, Session: a.sess}
 	var err error
+	if t.IPPolicy, err = module.NewIPPolicy(b.CIDRAllow, b.CIDRDeny); err != nil {
+		return fail(protocol.CodeBindRefused, "%v", err)
+	}
+	if len(b.BasicAuth) > 0 && b.Proto != protocol.ProtoHTTP {
+		return fail(protocol.CodeBindRefused, "basic auth is for http tunnels")
+	}
+	if t.BasicAuth, err = module.NewBasicAuth(b.BasicAuth); err != nil {
+		return fail(protocol.CodeBindRefused, "%v", err)
+	}
 	switch b.Proto {
 	case protocol.ProtoHTTP:
 		err = a.bindHTTP(b, t, resp)

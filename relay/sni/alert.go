@@ -10,6 +10,7 @@ import (
 const (
 	AlertUnexpectedMessage     uint8 = 10  // a non-ClientHello message arrived first
 	AlertHandshakeFailure      uint8 = 40  // no acceptable parameters; generic refusal
+	AlertAccessDenied          uint8 = 49  // the client may not connect (IP restrictions)
 	AlertBadCertificate        uint8 = 42  // a client certificate was rejected
 	AlertDecodeError           uint8 = 50  // the ClientHello could not be parsed (ErrMalformed)
 	AlertProtocolVersion       uint8 = 70  // no TLS version in common
