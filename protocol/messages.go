@@ -109,6 +109,12 @@ type Bind struct {
 	// match an allow rule (when there are any) and no deny rule.
 	CIDRAllow []string `json:"cidr_allow,omitempty"`
 	CIDRDeny  []string `json:"cidr_deny,omitempty"`
+	// Request and response headers the edge adds ("Name: value", ${...} templates) or
+	// removes ("Name") on http tunnels.
+	RequestHeaderAdd     []string `json:"request_header_add,omitempty"`
+	RequestHeaderRemove  []string `json:"request_header_remove,omitempty"`
+	ResponseHeaderAdd    []string `json:"response_header_add,omitempty"`
+	ResponseHeaderRemove []string `json:"response_header_remove,omitempty"`
 }
 
 func (b *Bind) validate() error {
@@ -125,6 +131,9 @@ func (b *Bind) validate() error {
 	if len(b.Domain) > 253 {
 		return fmt.Errorf("domain is %d bytes, at most 253", len(b.Domain))
 	}
+	if len(b.RequestHeaderAdd)+len(b.RequestHeaderRemove)+len(b.ResponseHeaderAdd)+len(b.ResponseHeaderRemove) > MaxHeaderRules {
+		return fmt.Errorf("at most %d header rules", MaxHeaderRules)
+	}
 	if len(b.BasicAuth) > MaxBasicAuth || len(b.CIDRAllow)+len(b.CIDRDeny) > MaxCIDRRules {
 		return fmt.Errorf("at most %d basic auth entries and %d CIDR rules", MaxBasicAuth, MaxCIDRRules)
 	}
@@ -133,8 +142,9 @@ func (b *Bind) validate() error {
 
 // Limits on what one Bind may carry.
 const (
-	MaxBasicAuth = 100
-	MaxCIDRRules = 1000
+	MaxBasicAuth   = 100
+	MaxCIDRRules   = 1000
+	MaxHeaderRules = 100
 )
 
 // BindResp answers Bind (TypeBindResp): URLs on success, Error otherwise.

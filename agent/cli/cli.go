@@ -148,6 +148,10 @@ func newApp(env Env) *cli.App {
 				Flags: tunnelFlags(domain,
 					&cli.BoolFlag{Name: "inspect", Value: true, Usage: "record requests for the inspection UI and local API (--inspect=false to turn off)"},
 					&cli.StringSliceFlag{Name: "basic-auth", Usage: "require HTTP basic auth `USER:PASSWORD` at the relay (repeatable; password at least 8 characters; only a bcrypt hash leaves this machine)"},
+					&cli.StringSliceFlag{Name: "request-header-add", Usage: "header `\"NAME: VALUE\"` the relay adds to requests (repeatable; ${conn.client_ip}, ${req.path}, ... templates)"},
+					&cli.StringSliceFlag{Name: "request-header-remove", Usage: "header `NAME` the relay removes from requests (repeatable)"},
+					&cli.StringSliceFlag{Name: "response-header-add", Usage: "header `\"NAME: VALUE\"` the relay adds to responses (repeatable)"},
+					&cli.StringSliceFlag{Name: "response-header-remove", Usage: "header `NAME` the relay removes from responses (repeatable)"},
 					&cli.StringFlag{Name: "host-header", Usage: "Host header sent upstream: rewrite (the upstream's host:port) or a `VALUE` (default: the public host)"},
 					&cli.BoolFlag{Name: "upstream-tls-verify", Value: true, Usage: "verify an https:// upstream's certificate (--upstream-tls-verify=false for self-signed)"},
 				),
@@ -356,6 +360,7 @@ type tunnelSpec struct {
 	hostHeader                                                                 string
 	proxyProto                                                                 int
 	basicAuth, cidrAllow, cidrDeny                                             []string
+	headers                                                                    [4][]string // request add, remove; response add, remove
 	inspect, upstreamTLSVerify                                                 bool
 	optKey                                                                     func(option string) string
 }
@@ -381,6 +386,7 @@ func (s tunnelSpec) build() (*forward.Tunnel, error) {
 	}
 	t.ProxyProto = s.proxyProto
 	t.BasicAuth, t.CIDRAllow, t.CIDRDeny = s.basicAuth, s.cidrAllow, s.cidrDeny
+	t.RequestHeaderAdd, t.RequestHeaderRemove, t.ResponseHeaderAdd, t.ResponseHeaderRemove = s.headers[0], s.headers[1], s.headers[2], s.headers[3]
 	if (s.crt == "") != (s.key == "") {
 		return nil, fmt.Errorf("%s and %s go together: give both, or neither to pass TLS through to the upstream", s.optKey("crt"), s.optKey("key"))
 	}
@@ -452,6 +458,7 @@ func runTunnel(c *cli.Context, env Env, proto string) error {
 		domain: c.String("domain"), remoteAddr: c.String("remote-addr"), terminateAt: c.String("terminate-at"),
 		crt: c.String("crt"), key: c.String("key"), mutualTLSCAs: c.String("mutual-tls-cas"), optKey: flagKey,
 		basicAuth: c.StringSlice("basic-auth"), cidrAllow: c.StringSlice("cidr-allow"), cidrDeny: c.StringSlice("cidr-deny"),
+		headers:    [4][]string{c.StringSlice("request-header-add"), c.StringSlice("request-header-remove"), c.StringSlice("response-header-add"), c.StringSlice("response-header-remove")},
 		proxyProto: c.Int("proxy-proto"), hostHeader: c.String("host-header"), inspect: proto == "http" && c.Bool("inspect"), upstreamTLSVerify: !c.IsSet("upstream-tls-verify") || c.Bool("upstream-tls-verify")}
 	if proto != "tls" && (spec.crt != "" || spec.mutualTLSCAs != "" || spec.terminateAt != "") {
 		return usageErr("--crt, --key, --mutual-tls-cas and --terminate-at are for ferry tls")
@@ -488,6 +495,7 @@ func runStart(c *cli.Context, env Env) error {
 		spec := tunnelSpec{name: name, proto: ft.Proto, addr: ft.Addr, domain: ft.Domain, remoteAddr: ft.RemoteAddr,
 			terminateAt: ft.TerminateAt, crt: ft.Crt, key: ft.Key, mutualTLSCAs: ft.MutualTLSCAs, hostHeader: ft.HostHeader, proxyProto: ft.ProxyProto,
 			basicAuth: ft.BasicAuth, cidrAllow: ft.CIDRAllow, cidrDeny: ft.CIDRDeny,
+			headers: [4][]string{ft.RequestHeaderAdd, ft.RequestHeaderRemove, ft.ResponseHeaderAdd, ft.ResponseHeaderRemove},
 			inspect: ft.Proto == "http" && (ft.Inspect == nil || *ft.Inspect), upstreamTLSVerify: ft.UpstreamTLSVerify == nil || *ft.UpstreamTLSVerify,
 			optKey: func(o string) string {
 				return fmt.Sprintf("%s: tunnels.%s.%s", path, name, strings.ReplaceAll(o, "-", "_"))
@@ -657,7 +665,8 @@ func (a agentTunnels) StopTunnel(name string) error       { return a.c.RemoveTun
 func (a agentTunnels) StartTunnel(ctx context.Context, req api.TunnelRequest) error {
 	spec := tunnelSpec{name: req.Name, proto: req.Proto, addr: req.Addr, domain: req.Domain, remoteAddr: req.RemoteAddr,
 		terminateAt: req.TerminateAt, crt: req.Crt, key: req.Key, mutualTLSCAs: req.MutualTLSCAs, hostHeader: req.HostHeader,
-		proxyProto: req.ProxyProto, basicAuth: req.BasicAuth, cidrAllow: req.CIDRAllow, cidrDeny: req.CIDRDeny, inspect: req.Proto == "http" && (req.Inspect == nil || *req.Inspect),
+		proxyProto: req.ProxyProto, basicAuth: req.BasicAuth, cidrAllow: req.CIDRAllow, cidrDeny: req.CIDRDeny,
+		headers: [4][]string{req.RequestHeaderAdd, req.RequestHeaderRemove, req.ResponseHeaderAdd, req.ResponseHeaderRemove}, inspect: req.Proto == "http" && (req.Inspect == nil || *req.Inspect),
 		upstreamTLSVerify: req.UpstreamTLSVerify == nil || *req.UpstreamTLSVerify,
 		optKey:            func(o string) string { return strings.ReplaceAll(o, "-", "_") }}
 	t, err := spec.build()

@@ -61,6 +61,11 @@ type Tunnel struct {
 	// CIDRAllow and CIDRDeny restrict client addresses (CIDRs or IPs).
 	CIDRAllow []string `toml:"cidr_allow"`
 	CIDRDeny  []string `toml:"cidr_deny"`
+	// Header rules: "Name: value" (with ${...} templates) to add, "Name" to remove.
+	RequestHeaderAdd     []string `toml:"request_header_add"`
+	RequestHeaderRemove  []string `toml:"request_header_remove"`
+	ResponseHeaderAdd    []string `toml:"response_header_add"`
+	ResponseHeaderRemove []string `toml:"response_header_remove"`
 	// ProxyProto is 1 or 2 to send a PROXY protocol header to the upstream (tcp, tls).
 	ProxyProto int `toml:"proxy_proto"`
 	// UpstreamTLSVerify checks an https upstream's certificate (default true).

@@ -69,6 +69,8 @@ type Tunnel struct {
 	BasicAuth []string
 	// CIDRAllow and CIDRDeny restrict client addresses at the relay's edge.
 	CIDRAllow, CIDRDeny []string
+	// Header rules the relay's edge applies (http): "Name: value" adds, "Name" removes.
+	RequestHeaderAdd, RequestHeaderRemove, ResponseHeaderAdd, ResponseHeaderRemove []string
 	// Inspect records HTTP exchanges into Store (http tunnels).
 	Inspect bool
 	Store   *inspect.Store
@@ -125,7 +127,9 @@ func (t *Tunnel) Upstream() string {
 func (t *Tunnel) Bind(id uint32) *protocol.Bind {
 	return &protocol.Bind{TunnelID: id, Name: t.Name, Proto: t.Proto, Domain: t.Domain,
 		RemoteAddr: t.RemoteAddr, TerminateAt: t.TerminateAt, MutualTLSCAs: string(t.ClientCAsPEM),
-		BasicAuth: t.authHashes, CIDRAllow: t.CIDRAllow, CIDRDeny: t.CIDRDeny}
+		BasicAuth: t.authHashes, CIDRAllow: t.CIDRAllow, CIDRDeny: t.CIDRDeny,
+		RequestHeaderAdd: t.RequestHeaderAdd, RequestHeaderRemove: t.RequestHeaderRemove,
+		ResponseHeaderAdd: t.ResponseHeaderAdd, ResponseHeaderRemove: t.ResponseHeaderRemove}
 }
 
 // Prepare checks the tunnel's options and builds its TLS configuration.
@@ -316,6 +320,12 @@ func (t *Tunnel) prepareModules() error {
 	}
 	if len(t.BasicAuth) > 0 && t.Proto != protocol.ProtoHTTP {
 		return fmt.Errorf("--basic-auth is for http tunnels")
+	}
+	if _, err := module.NewHeaders(t.Name, t.RequestHeaderAdd, t.RequestHeaderRemove, t.ResponseHeaderAdd, t.ResponseHeaderRemove); err != nil {
+		return err
+	}
+	if t.Proto != protocol.ProtoHTTP && len(t.RequestHeaderAdd)+len(t.RequestHeaderRemove)+len(t.ResponseHeaderAdd)+len(t.ResponseHeaderRemove) > 0 {
+		return fmt.Errorf("--request-header-* and --response-header-* are for http tunnels")
 	}
 	if len(t.authHashes) == len(t.BasicAuth) {
 		return nil

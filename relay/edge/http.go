@@ -70,6 +70,13 @@ func (e *Edge) NewHTTPHandler(t *route.Tunnel) (http.Handler, func()) {
 			pr.Out.URL.Host = t.Host
 			pr.SetXForwarded()
 			pr.Out.Host = pr.In.Host
+			t.Headers.Request(pr.Out.Header, pr.In)
+		},
+		ModifyResponse: func(resp *http.Response) error {
+			if in, ok := resp.Request.Context().Value(inboundKey{}).(*http.Request); ok {
+				t.Headers.Response(resp.Header, in)
+			}
+			return nil
 		},
 		Transport:  tr,
 		BufferPool: bufferPool{},
@@ -88,8 +95,17 @@ func (e *Edge) NewHTTPHandler(t *route.Tunnel) (http.Handler, func()) {
 				fmt.Sprintf("Tunnel %s is online, but the request failed.", t.Host), detail)
 		},
 	}
-	return p, tr.CloseIdleConnections
+	if t.Headers == nil {
+		return p, tr.CloseIdleConnections
+	}
+	// Response templates need the inbound request (client address, TLS); pass it along.
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), inboundKey{}, r)))
+	})
+	return h, tr.CloseIdleConnections
 }
+
+type inboundKey struct{}
 
 var proxyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
 

@@ -69,3 +69,29 @@ func TestBasicAuth(t *testing.T) {
 		}
 	}
 }
+
+func TestHeaderTemplates(t *testing.T) {
+	h, err := NewHeaders("t.example", []string{"X-A: ${req.method} ${req.host}${req.path} from ${conn.client_ip}", "X-B: plain"}, []string{"x-drop"}, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := httptest.NewRequest("POST", "http://app.example/p?q=1", nil)
+	r.RemoteAddr = "[2001:db8::1]:5555"
+	out := r.Header.Clone()
+	out.Set("X-Drop", "gone")
+	h.Request(out, r)
+	if got := out.Get("X-A"); got != "POST app.example/p from 2001:db8::1" {
+		t.Errorf("X-A = %q", got)
+	}
+	if out.Get("X-B") != "plain" || out.Get("X-Drop") != "" {
+		t.Errorf("X-B = %q, X-Drop = %q; want plain and removed", out.Get("X-B"), out.Get("X-Drop"))
+	}
+	for _, bad := range [][]string{{"NoColon"}, {"Bad Name: v"}, {"X: ${unclosed"}, {"X: ${req.nope}"}} {
+		if _, err := NewHeaders("t", bad, nil, nil, nil); err == nil {
+			t.Errorf("NewHeaders(%q) accepted, want an error", bad)
+		}
+	}
+	if h, _ := NewHeaders("t", nil, nil, nil, nil); h != nil {
+		t.Error("no rules should give a nil *Headers")
+	}
+}

@@ -43,6 +43,8 @@ type Tunnel struct {
 	// IPPolicy restricts client addresses (nil: everyone); BasicAuth guards http tunnels.
 	IPPolicy  *module.IPPolicy
 	BasicAuth *module.BasicAuth
+	// Headers adds and removes request and response headers (http).
+	Headers *module.Headers
 	// URLs are the public URLs.
 	URLs []string
 	// Session opens streams to the agent.

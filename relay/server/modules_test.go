@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -109,5 +110,48 @@ func TestCIDRRestrictions(t *testing.T) {
 	// A bad rule is refused by the agent before binding, naming the rule.
 	if _, err := r.tryAgent(r.agentConfig(&forward.Tunnel{Name: "bad", Proto: "tcp", Addr: echo, CIDRAllow: []string{"10.0.0.300/8"}})); err == nil || !strings.Contains(err.Error(), "10.0.0.300/8") {
 		t.Errorf("bad CIDR: err = %v, want it named", err)
+	}
+}
+
+func TestHeaderRules(t *testing.T) {
+	r := newRelay(t)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("X-Powered-By", "secret-framework/1.0")
+		w.Header().Set("X-Upstream-Saw-Client", req.Header.Get("X-Client"))
+		w.Header().Set("X-Upstream-Saw-UA", req.Header.Get("User-Agent"))
+		io.WriteString(w, "ok") //nolint:errcheck
+	}))
+	defer up.Close()
+	a := r.startAgent(&forward.Tunnel{Name: "h", Proto: "http", Addr: up.Listener.Addr().String(),
+		RequestHeaderAdd:     []string{"X-Client: ${conn.client_ip} over ${conn.tls.version} to ${conn.tls.sni}"},
+		RequestHeaderRemove:  []string{"user-agent"},
+		ResponseHeaderAdd:    []string{"X-Served-For: ${req.method} ${req.path}"},
+		ResponseHeaderRemove: []string{"X-Powered-By"}})
+	u := a.url(t, "https")
+	host := strings.Split(strings.TrimPrefix(u, "https://"), ":")[0]
+	req, _ := http.NewRequest("GET", u+"/a/b", nil)
+	req.Header.Set("User-Agent", "curious-client")
+	resp, err := r.httpClient(false).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	h := resp.Header
+	if got, want := h.Get("X-Upstream-Saw-Client"), "127.0.0.1 over TLS 1.3 to "+host; got != want {
+		t.Errorf("upstream saw X-Client %q, want %q", got, want)
+	}
+	if got := h.Get("X-Upstream-Saw-UA"); got != "" {
+		t.Errorf("upstream saw User-Agent %q, want it removed", got)
+	}
+	if got := h.Get("X-Served-For"); got != "GET /a/b" {
+		t.Errorf("X-Served-For = %q, want %q", got, "GET /a/b")
+	}
+	if got := h.Get("X-Powered-By"); got != "" {
+		t.Errorf("X-Powered-By = %q, want it removed", got)
+	}
+	_, err = r.tryAgent(r.agentConfig(&forward.Tunnel{Name: "bad", Proto: "http", Addr: up.Listener.Addr().String(),
+		RequestHeaderAdd: []string{"X-A: ${nope}"}}))
+	if err == nil || !strings.Contains(err.Error(), "${nope}") || !strings.Contains(err.Error(), "${conn.client_ip}") {
+		t.Errorf("unknown template variable: err = %v, want it named with the known ones", err)
 	}
 }

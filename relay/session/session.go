@@ -241,6 +241,9 @@ func (a *agent) bind(b *protocol.Bind) *protocol.BindResp {
 	if t.BasicAuth, err = module.NewBasicAuth(b.BasicAuth); err != nil {
 		return fail(protocol.CodeBindRefused, "%v", err)
 	}
+	if b.Proto != protocol.ProtoHTTP && len(b.RequestHeaderAdd)+len(b.RequestHeaderRemove)+len(b.ResponseHeaderAdd)+len(b.ResponseHeaderRemove) > 0 {
+		return fail(protocol.CodeBindRefused, "header rules are for http tunnels")
+	}
 	switch b.Proto {
 	case protocol.ProtoHTTP:
 		err = a.bindHTTP(b, t, resp)
@@ -266,6 +269,11 @@ func (a *agent) bindHTTP(b *protocol.Bind, t *route.Tunnel, resp *protocol.BindR
 	cfg := &a.srv.cfg
 	if err := a.bindHost(b, t); err != nil {
 		return err
+	}
+	var err error
+	if t.Headers, err = module.NewHeaders(t.Host, b.RequestHeaderAdd, b.RequestHeaderRemove, b.ResponseHeaderAdd, b.ResponseHeaderRemove); err != nil {
+		cfg.Table.Remove(t)
+		return protocol.Errorf(protocol.CodeBindRefused, "%v", err)
 	}
 	t.Handler, t.OnClose = cfg.Edge.NewHTTPHandler(t)
 	if cfg.HTTPSPort != 0 {
