@@ -115,6 +115,10 @@ type Bind struct {
 	RequestHeaderRemove  []string `json:"request_header_remove,omitempty"`
 	ResponseHeaderAdd    []string `json:"response_header_add,omitempty"`
 	ResponseHeaderRemove []string `json:"response_header_remove,omitempty"`
+	// Compression makes the edge compress responses the client accepts compressed (http).
+	Compression bool `json:"compression,omitempty"`
+	// CircuitBreaker is the 5xx ratio (0 < r <= 1) that opens the edge's circuit breaker (http).
+	CircuitBreaker float64 `json:"circuit_breaker,omitempty"`
 }
 
 func (b *Bind) validate() error {

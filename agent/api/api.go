@@ -51,6 +51,8 @@ type TunnelRequest struct {
 	RequestHeaderRemove  []string `json:"request_header_remove"`
 	ResponseHeaderAdd    []string `json:"response_header_add"`
 	ResponseHeaderRemove []string `json:"response_header_remove"`
+	Compression          bool     `json:"compression"`
+	CircuitBreaker       float64  `json:"circuit_breaker"`
 }
 
 // Tunnel is one public URL of a tunnel, as ngrok's agent API lists it.

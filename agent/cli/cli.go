@@ -152,6 +152,8 @@ func newApp(env Env) *cli.App {
 					&cli.StringSliceFlag{Name: "request-header-remove", Usage: "header `NAME` the relay removes from requests (repeatable)"},
 					&cli.StringSliceFlag{Name: "response-header-add", Usage: "header `\"NAME: VALUE\"` the relay adds to responses (repeatable)"},
 					&cli.StringSliceFlag{Name: "response-header-remove", Usage: "header `NAME` the relay removes from responses (repeatable)"},
+					&cli.BoolFlag{Name: "compression", Usage: "the relay compresses responses (br, zstd, gzip, deflate) for clients that accept it"},
+					&cli.Float64Flag{Name: "circuit-breaker", Usage: "open the relay's circuit breaker (503 for 10s) when this `RATIO` of answers in 10s are 5xx (at least 20 requests)"},
 					&cli.StringFlag{Name: "host-header", Usage: "Host header sent upstream: rewrite (the upstream's host:port) or a `VALUE` (default: the public host)"},
 					&cli.BoolFlag{Name: "upstream-tls-verify", Value: true, Usage: "verify an https:// upstream's certificate (--upstream-tls-verify=false for self-signed)"},
 				),
@@ -361,6 +363,8 @@ type tunnelSpec struct {
 	proxyProto                                                                 int
 	basicAuth, cidrAllow, cidrDeny                                             []string
 	headers                                                                    [4][]string // request add, remove; response add, remove
+	compression                                                                bool
+	circuitBreaker                                                             float64
 	inspect, upstreamTLSVerify                                                 bool
 	optKey                                                                     func(option string) string
 }
@@ -387,6 +391,7 @@ func (s tunnelSpec) build() (*forward.Tunnel, error) {
 	t.ProxyProto = s.proxyProto
 	t.BasicAuth, t.CIDRAllow, t.CIDRDeny = s.basicAuth, s.cidrAllow, s.cidrDeny
 	t.RequestHeaderAdd, t.RequestHeaderRemove, t.ResponseHeaderAdd, t.ResponseHeaderRemove = s.headers[0], s.headers[1], s.headers[2], s.headers[3]
+	t.Compression, t.CircuitBreaker = s.compression, s.circuitBreaker
 	if (s.crt == "") != (s.key == "") {
 		return nil, fmt.Errorf("%s and %s go together: give both, or neither to pass TLS through to the upstream", s.optKey("crt"), s.optKey("key"))
 	}
@@ -458,7 +463,8 @@ func runTunnel(c *cli.Context, env Env, proto string) error {
 		domain: c.String("domain"), remoteAddr: c.String("remote-addr"), terminateAt: c.String("terminate-at"),
 		crt: c.String("crt"), key: c.String("key"), mutualTLSCAs: c.String("mutual-tls-cas"), optKey: flagKey,
 		basicAuth: c.StringSlice("basic-auth"), cidrAllow: c.StringSlice("cidr-allow"), cidrDeny: c.StringSlice("cidr-deny"),
-		headers:    [4][]string{c.StringSlice("request-header-add"), c.StringSlice("request-header-remove"), c.StringSlice("response-header-add"), c.StringSlice("response-header-remove")},
+		headers:     [4][]string{c.StringSlice("request-header-add"), c.StringSlice("request-header-remove"), c.StringSlice("response-header-add"), c.StringSlice("response-header-remove")},
+		compression: c.Bool("compression"), circuitBreaker: c.Float64("circuit-breaker"),
 		proxyProto: c.Int("proxy-proto"), hostHeader: c.String("host-header"), inspect: proto == "http" && c.Bool("inspect"), upstreamTLSVerify: !c.IsSet("upstream-tls-verify") || c.Bool("upstream-tls-verify")}
 	if proto != "tls" && (spec.crt != "" || spec.mutualTLSCAs != "" || spec.terminateAt != "") {
 		return usageErr("--crt, --key, --mutual-tls-cas and --terminate-at are for ferry tls")
@@ -495,7 +501,8 @@ func runStart(c *cli.Context, env Env) error {
 		spec := tunnelSpec{name: name, proto: ft.Proto, addr: ft.Addr, domain: ft.Domain, remoteAddr: ft.RemoteAddr,
 			terminateAt: ft.TerminateAt, crt: ft.Crt, key: ft.Key, mutualTLSCAs: ft.MutualTLSCAs, hostHeader: ft.HostHeader, proxyProto: ft.ProxyProto,
 			basicAuth: ft.BasicAuth, cidrAllow: ft.CIDRAllow, cidrDeny: ft.CIDRDeny,
-			headers: [4][]string{ft.RequestHeaderAdd, ft.RequestHeaderRemove, ft.ResponseHeaderAdd, ft.ResponseHeaderRemove},
+			headers:     [4][]string{ft.RequestHeaderAdd, ft.RequestHeaderRemove, ft.ResponseHeaderAdd, ft.ResponseHeaderRemove},
+			compression: ft.Compression, circuitBreaker: ft.CircuitBreaker,
 			inspect: ft.Proto == "http" && (ft.Inspect == nil || *ft.Inspect), upstreamTLSVerify: ft.UpstreamTLSVerify == nil || *ft.UpstreamTLSVerify,
 			optKey: func(o string) string {
 				return fmt.Sprintf("%s: tunnels.%s.%s", path, name, strings.ReplaceAll(o, "-", "_"))
@@ -666,7 +673,8 @@ func (a agentTunnels) StartTunnel(ctx context.Context, req api.TunnelRequest) er
 	spec := tunnelSpec{name: req.Name, proto: req.Proto, addr: req.Addr, domain: req.Domain, remoteAddr: req.RemoteAddr,
 		terminateAt: req.TerminateAt, crt: req.Crt, key: req.Key, mutualTLSCAs: req.MutualTLSCAs, hostHeader: req.HostHeader,
 		proxyProto: req.ProxyProto, basicAuth: req.BasicAuth, cidrAllow: req.CIDRAllow, cidrDeny: req.CIDRDeny,
-		headers: [4][]string{req.RequestHeaderAdd, req.RequestHeaderRemove, req.ResponseHeaderAdd, req.ResponseHeaderRemove}, inspect: req.Proto == "http" && (req.Inspect == nil || *req.Inspect),
+		headers:     [4][]string{req.RequestHeaderAdd, req.RequestHeaderRemove, req.ResponseHeaderAdd, req.ResponseHeaderRemove},
+		compression: req.Compression, circuitBreaker: req.CircuitBreaker, inspect: req.Proto == "http" && (req.Inspect == nil || *req.Inspect),
 		upstreamTLSVerify: req.UpstreamTLSVerify == nil || *req.UpstreamTLSVerify,
 		optKey:            func(o string) string { return strings.ReplaceAll(o, "-", "_") }}
 	t, err := spec.build()

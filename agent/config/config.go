@@ -66,6 +66,9 @@ type Tunnel struct {
 	RequestHeaderRemove  []string `toml:"request_header_remove"`
 	ResponseHeaderAdd    []string `toml:"response_header_add"`
 	ResponseHeaderRemove []string `toml:"response_header_remove"`
+	// Compression compresses responses at the relay; CircuitBreaker is a 5xx ratio (http).
+	Compression    bool    `toml:"compression"`
+	CircuitBreaker float64 `toml:"circuit_breaker"`
 	// ProxyProto is 1 or 2 to send a PROXY protocol header to the upstream (tcp, tls).
 	ProxyProto int `toml:"proxy_proto"`
 	// UpstreamTLSVerify checks an https upstream's certificate (default true).

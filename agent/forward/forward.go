@@ -71,6 +71,9 @@ type Tunnel struct {
 	CIDRAllow, CIDRDeny []string
 	// Header rules the relay's edge applies (http): "Name: value" adds, "Name" removes.
 	RequestHeaderAdd, RequestHeaderRemove, ResponseHeaderAdd, ResponseHeaderRemove []string
+	// Compression and CircuitBreaker (a 5xx ratio) are applied by the relay's edge (http).
+	Compression    bool
+	CircuitBreaker float64
 	// Inspect records HTTP exchanges into Store (http tunnels).
 	Inspect bool
 	Store   *inspect.Store
@@ -129,7 +132,8 @@ func (t *Tunnel) Bind(id uint32) *protocol.Bind {
 		RemoteAddr: t.RemoteAddr, TerminateAt: t.TerminateAt, MutualTLSCAs: string(t.ClientCAsPEM),
 		BasicAuth: t.authHashes, CIDRAllow: t.CIDRAllow, CIDRDeny: t.CIDRDeny,
 		RequestHeaderAdd: t.RequestHeaderAdd, RequestHeaderRemove: t.RequestHeaderRemove,
-		ResponseHeaderAdd: t.ResponseHeaderAdd, ResponseHeaderRemove: t.ResponseHeaderRemove}
+		ResponseHeaderAdd: t.ResponseHeaderAdd, ResponseHeaderRemove: t.ResponseHeaderRemove,
+		Compression: t.Compression, CircuitBreaker: t.CircuitBreaker}
 }
 
 // Prepare checks the tunnel's options and builds its TLS configuration.
@@ -326,6 +330,12 @@ func (t *Tunnel) prepareModules() error {
 	}
 	if t.Proto != protocol.ProtoHTTP && len(t.RequestHeaderAdd)+len(t.RequestHeaderRemove)+len(t.ResponseHeaderAdd)+len(t.ResponseHeaderRemove) > 0 {
 		return fmt.Errorf("--request-header-* and --response-header-* are for http tunnels")
+	}
+	if t.Proto != protocol.ProtoHTTP && (t.Compression || t.CircuitBreaker != 0) {
+		return fmt.Errorf("--compression and --circuit-breaker are for http tunnels")
+	}
+	if _, err := module.NewBreaker(t.Name, t.CircuitBreaker); err != nil {
+		return fmt.Errorf("--%s", strings.ReplaceAll(err.Error(), "_", "-"))
 	}
 	if len(t.authHashes) == len(t.BasicAuth) {
 		return nil

@@ -8,10 +8,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/ferrytunnel/ferry/protocol"
+	"github.com/ferrytunnel/ferry/relay/module"
 	"github.com/ferrytunnel/ferry/relay/route"
 	"github.com/ferrytunnel/ferry/relay/sni"
 )
@@ -95,14 +97,36 @@ func (e *Edge) NewHTTPHandler(t *route.Tunnel) (http.Handler, func()) {
 				fmt.Sprintf("Tunnel %s is online, but the request failed.", t.Host), detail)
 		},
 	}
-	if t.Headers == nil {
-		return p, tr.CloseIdleConnections
+	var h http.Handler = p
+	if t.Headers != nil {
+		// Response templates need the inbound request (client address, TLS); pass it along.
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			p.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), inboundKey{}, r)))
+		})
 	}
-	// Response templates need the inbound request (client address, TLS); pass it along.
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		p.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), inboundKey{}, r)))
-	})
+	if t.Compression {
+		h = module.Compress(h)
+	}
+	if t.Breaker != nil {
+		h = breaker(t, h)
+	}
 	return h, tr.CloseIdleConnections
+}
+
+// breaker answers 503 while t's circuit is open and counts the 5xx answers that pass.
+func breaker(t *route.Tunnel, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		done, err := t.Breaker.Allow()
+		if err != nil {
+			w.Header().Set("Retry-After", strconv.Itoa(int(module.BreakerOpen.Seconds())))
+			errorPage(w, http.StatusServiceUnavailable, "Service unavailable",
+				fmt.Sprintf("Tunnel %s is resting its upstream after too many errors.", t.Host), "Try again in a few seconds.")
+			return
+		}
+		rec := &module.StatusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		done(rec.Status)
+	})
 }
 
 type inboundKey struct{}

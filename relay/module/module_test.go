@@ -95,3 +95,22 @@ func TestHeaderTemplates(t *testing.T) {
 		t.Error("no rules should give a nil *Headers")
 	}
 }
+
+func TestNegotiate(t *testing.T) {
+	for accept, want := range map[string]string{
+		"": "", "identity": "", "gzip": "gzip", "GZIP": "gzip", "gzip, deflate, br": "br",
+		"gzip;q=1.0, br;q=0.5": "gzip", "br;q=0, zstd": "zstd", "*": "", "deflate;q=0.1, gzip;q=0.2": "gzip",
+	} {
+		if got := negotiate(accept); got != want {
+			t.Errorf("negotiate(%q) = %q, want %q", accept, got, want)
+		}
+	}
+	for ct, want := range map[string]bool{
+		"text/html; charset=utf-8": true, "application/json": true, "application/vnd.api+json": true,
+		"image/svg+xml": true, "image/png": false, "video/mp4": false, "application/zip": false, "font/woff2": false,
+	} {
+		if got := compressible(ct); got != want {
+			t.Errorf("compressible(%q) = %v, want %v", ct, got, want)
+		}
+	}
+}

@@ -45,6 +45,9 @@ type Tunnel struct {
 	BasicAuth *module.BasicAuth
 	// Headers adds and removes request and response headers (http).
 	Headers *module.Headers
+	// Compression compresses responses; Breaker answers 503 while the upstream fails (http).
+	Compression bool
+	Breaker     *module.Breaker
 	// URLs are the public URLs.
 	URLs []string
 	// Session opens streams to the agent.

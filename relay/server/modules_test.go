@@ -1,14 +1,21 @@
 package server_test
 
 import (
+	"bytes"
+	"compress/flate"
 	"crypto/tls"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/andybalholm/brotli"
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
 
 	"github.com/ferrytunnel/ferry/agent/forward"
 	"github.com/ferrytunnel/ferry/relay/cert/certtest"
@@ -153,5 +160,112 @@ func TestHeaderRules(t *testing.T) {
 		RequestHeaderAdd: []string{"X-A: ${nope}"}}))
 	if err == nil || !strings.Contains(err.Error(), "${nope}") || !strings.Contains(err.Error(), "${conn.client_ip}") {
 		t.Errorf("unknown template variable: err = %v, want it named with the known ones", err)
+	}
+}
+
+func TestCompression(t *testing.T) {
+	r := newRelay(t)
+	text := strings.Repeat("ferry compresses text that repeats itself. ", 200)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		switch req.URL.Path {
+		case "/already":
+			w.Header().Set("Content-Encoding", "gzip")
+			w.Write([]byte("not really gzip, but the upstream says so")) //nolint:errcheck
+		case "/image":
+			w.Header().Set("Content-Type", "image/png")
+			io.WriteString(w, text) //nolint:errcheck
+		default:
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			io.WriteString(w, text) //nolint:errcheck
+		}
+	}))
+	defer up.Close()
+	a := r.startAgent(&forward.Tunnel{Name: "z", Proto: "http", Addr: up.Listener.Addr().String(), Compression: true})
+	c := r.httpClient(true)
+	fetch := func(path, accept string) (*http.Response, []byte) {
+		req, _ := http.NewRequest("GET", a.url(t, "https")+path, nil)
+		req.Header.Set("Accept-Encoding", accept) // set by hand: Go's client then leaves the body encoded
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp, b
+	}
+	for _, tc := range []struct{ accept, want string }{
+		{"gzip", "gzip"}, {"deflate", "deflate"}, {"br", "br"}, {"zstd", "zstd"},
+		{"gzip, br;q=0.5", "gzip"}, {"gzip;q=0, deflate", "deflate"}, {"identity", ""}, {"", ""},
+	} {
+		resp, body := fetch("/text", tc.accept)
+		if got := resp.Header.Get("Content-Encoding"); got != tc.want {
+			t.Errorf("Accept-Encoding %q: Content-Encoding %q, want %q", tc.accept, got, tc.want)
+			continue
+		}
+		if plain, err := decode(tc.want, body); err != nil || plain != text {
+			t.Errorf("Accept-Encoding %q: decoded %d bytes (%v), want the %d-byte text", tc.accept, len(plain), err, len(text))
+		}
+		if tc.want != "" && len(body) >= len(text)/4 {
+			t.Errorf("Accept-Encoding %q: %d bytes on the wire for %d of text: not compressed", tc.accept, len(body), len(text))
+		}
+	}
+	if resp, body := fetch("/already", "gzip"); string(body) != "not really gzip, but the upstream says so" || resp.Header.Get("Content-Encoding") != "gzip" {
+		t.Errorf("upstream-encoded body was touched: %q", body)
+	}
+	if resp, _ := fetch("/image", "gzip"); resp.Header.Get("Content-Encoding") != "" {
+		t.Errorf("image/png compressed (%q), want it sent as is", resp.Header.Get("Content-Encoding"))
+	}
+}
+
+func decode(enc string, b []byte) (string, error) {
+	var rd io.Reader = bytes.NewReader(b)
+	var err error
+	switch enc {
+	case "gzip":
+		rd, err = gzip.NewReader(rd)
+	case "deflate":
+		rd = flate.NewReader(rd)
+	case "br":
+		rd = brotli.NewReader(rd)
+	case "zstd":
+		var z *zstd.Decoder
+		z, err = zstd.NewReader(rd)
+		rd = z
+	}
+	if err != nil {
+		return "", err
+	}
+	out, err := io.ReadAll(rd)
+	return string(out), err
+}
+
+func TestCircuitBreaker(t *testing.T) {
+	r := newRelay(t)
+	var hits atomic.Int32
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		hits.Add(1)
+		http.Error(w, "broken", http.StatusInternalServerError)
+	}))
+	defer up.Close()
+	a := r.startAgent(&forward.Tunnel{Name: "cb", Proto: "http", Addr: up.Listener.Addr().String(), CircuitBreaker: 0.5})
+	c := r.httpClient(true)
+	codes := map[int]int{}
+	for range 40 {
+		resp, err := c.Get(a.url(t, "https"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body) //nolint:errcheck
+		resp.Body.Close()
+		codes[resp.StatusCode]++
+		if resp.StatusCode == 503 && resp.Header.Get("Retry-After") == "" {
+			t.Error("503 without Retry-After")
+		}
+	}
+	if codes[500] != 20 || codes[503] != 20 || hits.Load() != 20 {
+		t.Errorf("answers %v, upstream hits %d; want 20 errors let through (the volume threshold), then 20 x 503 without reaching the upstream", codes, hits.Load())
+	}
+	if _, err := r.tryAgent(r.agentConfig(&forward.Tunnel{Name: "bad", Proto: "http", Addr: up.Listener.Addr().String(), CircuitBreaker: 1.5})); err == nil || !strings.Contains(err.Error(), "circuit-breaker") {
+		t.Errorf("ratio 1.5: err = %v, want a --circuit-breaker refusal", err)
 	}
 }

@@ -241,8 +241,12 @@ func (a *agent) bind(b *protocol.Bind) *protocol.BindResp {
 	if t.BasicAuth, err = module.NewBasicAuth(b.BasicAuth); err != nil {
 		return fail(protocol.CodeBindRefused, "%v", err)
 	}
-	if b.Proto != protocol.ProtoHTTP && len(b.RequestHeaderAdd)+len(b.RequestHeaderRemove)+len(b.ResponseHeaderAdd)+len(b.ResponseHeaderRemove) > 0 {
-		return fail(protocol.CodeBindRefused, "header rules are for http tunnels")
+	if b.Proto != protocol.ProtoHTTP && (len(b.RequestHeaderAdd)+len(b.RequestHeaderRemove)+len(b.ResponseHeaderAdd)+len(b.ResponseHeaderRemove) > 0 || b.Compression || b.CircuitBreaker != 0) {
+		return fail(protocol.CodeBindRefused, "header rules, compression and the circuit breaker are for http tunnels")
+	}
+	t.Compression = b.Compression
+	if t.Breaker, err = module.NewBreaker(b.Name, b.CircuitBreaker); err != nil {
+		return fail(protocol.CodeBindRefused, "%v", err)
 	}
 	switch b.Proto {
 	case protocol.ProtoHTTP:
