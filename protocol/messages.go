@@ -65,6 +65,41 @@ func Negotiate(agentMin, agentMax, relayMin, relayMax uint16) (uint16, error) {
 		agentMin, agentMax, relayMin, relayMax)
 }
 
+// Capabilities a relay advertises in HelloResp. An agent must not bind a tunnel that
+// needs one the relay did not advertise: an older relay would ignore the Bind fields and
+// serve the tunnel without, say, its basic auth.
+const (
+	CapIPPolicy       = "ip_policy"
+	CapBasicAuth      = "basic_auth"
+	CapHeaders        = "headers"
+	CapCompression    = "compression"
+	CapCircuitBreaker = "circuit_breaker"
+)
+
+// RelayCapabilities is what this build's relay enforces.
+var RelayCapabilities = []string{CapIPPolicy, CapBasicAuth, CapHeaders, CapCompression, CapCircuitBreaker}
+
+// Needs lists the capabilities a relay must have to honour b.
+func (b *Bind) Needs() []string {
+	var need []string
+	if len(b.CIDRAllow)+len(b.CIDRDeny) > 0 {
+		need = append(need, CapIPPolicy)
+	}
+	if len(b.BasicAuth) > 0 {
+		need = append(need, CapBasicAuth)
+	}
+	if len(b.RequestHeaderAdd)+len(b.RequestHeaderRemove)+len(b.ResponseHeaderAdd)+len(b.ResponseHeaderRemove) > 0 {
+		need = append(need, CapHeaders)
+	}
+	if b.Compression {
+		need = append(need, CapCompression)
+	}
+	if b.CircuitBreaker != 0 {
+		need = append(need, CapCircuitBreaker)
+	}
+	return need
+}
+
 // Auth authenticates the session (TypeAuth).
 type Auth struct {
 	Authtoken string `json:"authtoken"`

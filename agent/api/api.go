@@ -79,7 +79,9 @@ func Handler(l TunnelLister, store *inspect.Store) http.Handler {
 	})
 	mux.HandleFunc("POST /api/tunnels", func(w http.ResponseWriter, r *http.Request) {
 		var req TunnelRequest
-		if err := json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&req); err != nil {
+		dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+		dec.DisallowUnknownFields() // a misspelled "basic_auht" must not start an open tunnel
+		if err := dec.Decode(&req); err != nil {
 			apiError(w, http.StatusBadRequest, "body: want JSON {\"name\", \"proto\", \"addr\", ...}: "+err.Error())
 			return
 		}
@@ -95,6 +97,7 @@ func Handler(l TunnelLister, store *inspect.Store) http.Handler {
 			apiError(w, code, err.Error())
 			return
 		}
+		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusCreated)
 		writeJSON(w, map[string]any{"tunnels": listOne(l, req.Name)})
 	})

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,6 +13,8 @@ import (
 	"runtime"
 	"strings"
 	"sync"
+	"syscall"
+	"time"
 
 	"github.com/ferrytunnel/ferry/agent/session"
 )
@@ -22,6 +25,8 @@ type ciMode struct {
 	stdout, stderr   io.Writer
 	log              *slog.Logger
 	cancel           func()
+	// parent ends when ferry is interrupted; the command is stopped then.
+	parent context.Context
 
 	once sync.Once
 	mu   sync.Mutex
@@ -61,7 +66,10 @@ func (m *ciMode) run(urls []string, all string) {
 	if runtime.GOOS == "windows" {
 		shell, flag = "cmd", "/C"
 	}
-	cmd := exec.Command(shell, flag, m.command)
+	// The command ends with ferry: Ctrl-C or SIGTERM to ferry reaches it as SIGTERM.
+	cmd := exec.CommandContext(m.parent, shell, flag, m.command)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
 	cmd.Stdout, cmd.Stderr, cmd.Stdin = m.stdout, m.stderr, os.Stdin
 	first := ""
 	if len(urls) > 0 {
@@ -75,7 +83,13 @@ func (m *ciMode) run(urls []string, all string) {
 	case err == nil:
 		m.err = nil
 	case errors.As(err, &ee):
-		m.err = &exitError{code: ee.ExitCode(), err: fmt.Errorf("--exec %q exited with status %d", m.command, ee.ExitCode())}
+		code := ee.ExitCode()
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+			code = 128 + int(ws.Signal()) // as a shell reports it
+			m.err = &exitError{code: code, err: fmt.Errorf("--exec %q was killed by %v", m.command, ws.Signal())}
+			break
+		}
+		m.err = &exitError{code: code, err: fmt.Errorf("--exec %q exited with status %d", m.command, code)}
 	default:
 		m.err = &exitError{code: ExitError, err: fmt.Errorf("--exec %q: %w", m.command, err)}
 	}

@@ -134,6 +134,12 @@ func newApp(env Env) *cli.App {
 		EnableBashCompletion: true,
 		HideHelpCommand:      true,
 		ExitErrHandler:       func(*cli.Context, error) {}, // Main prints and picks the code
+		Action: func(c *cli.Context) error {
+			if c.NArg() > 0 {
+				return usageErr("unknown command %q (see ferry --help)", c.Args().First())
+			}
+			return cli.ShowAppHelp(c)
+		},
 		OnUsageError: func(c *cli.Context, err error, _ bool) error {
 			if c.Command == nil || c.Command.Name == "" || c.Command.Name == c.App.Name {
 				return usageErr("%v (see ferry --help)", err)
@@ -373,7 +379,10 @@ type tunnelSpec struct {
 func (s tunnelSpec) build() (*forward.Tunnel, error) {
 	addr, err := forward.ParseAddr(s.proto, s.addr)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", s.optKey("addr"), err)
+		if k := s.optKey("addr"); k != "upstream" { // ParseAddr's errors already say "upstream"
+			return nil, fmt.Errorf("%s: %w", k, err)
+		}
+		return nil, err
 	}
 	t := &forward.Tunnel{Name: s.name, Proto: s.proto, Addr: addr, Domain: s.domain, RemoteAddr: s.remoteAddr, TerminateAt: s.terminateAt,
 		HostHeader: s.hostHeader, Inspect: s.inspect, InsecureUpstream: !s.upstreamTLSVerify}
@@ -574,7 +583,7 @@ func runAgent(c *cli.Context, env Env, file *config.File, path string, tunnels [
 	}
 	ctx, cancel := context.WithCancel(c.Context)
 	defer cancel()
-	ci := &ciMode{command: lookup(c, "exec"), urlFile: lookup(c, "url-file"), stdout: env.Stdout, stderr: env.Stderr, log: log, cancel: cancel}
+	ci := &ciMode{command: lookup(c, "exec"), urlFile: lookup(c, "url-file"), stdout: env.Stdout, stderr: env.Stderr, log: log, cancel: cancel, parent: c.Context}
 	client := session.New(session.Config{
 		Relay: relay, Authtoken: token, RootCAs: roots, Tunnels: tunnels, Transport: transportChoice,
 		Log: log, Version: env.Version,
@@ -604,7 +613,9 @@ func runAgent(c *cli.Context, env Env, file *config.File, path string, tunnels [
 		defer func() {
 			tcancel()
 			<-tuiDone
-			printFinal(env.Stdout, view())
+			v := view()
+			v.Online = false
+			printFinal(env.Stdout, v)
 		}()
 	}
 	runErr := client.Run(ctx)
@@ -650,7 +661,7 @@ func tuiView(client *session.Client, store *inspect.Store, relay, version, apiUR
 
 // printFinal leaves the forwarding lines on the normal screen after the live UI ends.
 func printFinal(w io.Writer, v console.View) {
-	s := console.Status{Relay: v.Relay, Version: v.Version, APIURL: v.APIURL}
+	s := console.Status{Relay: v.Relay, Version: v.Version, APIURL: v.APIURL, Closed: !v.Online}
 	for _, t := range v.Tunnels {
 		s.Forwards = append(s.Forwards, console.Forward{URL: t.URL, Upstream: t.Upstream})
 	}
@@ -731,9 +742,11 @@ func openLog(c *cli.Context, env Env, file *config.File) (*slog.Logger, func(), 
 	return log, closer, nil
 }
 
+// setValue returns the first non-empty value set for a flag anywhere in the command line
+// (or its env var): a set-but-empty FERRY_RELAY must not hide --relay before the command.
 func setValue(c *cli.Context, name string) string {
 	for _, cc := range c.Lineage() {
-		if cc.IsSet(name) {
+		if cc.IsSet(name) && cc.String(name) != "" {
 			return cc.String(name)
 		}
 	}

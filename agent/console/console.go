@@ -101,7 +101,9 @@ type Forward struct{ URL, Upstream string }
 
 // Status is what the status block shows.
 type Status struct {
-	Relay    string
+	Relay string
+	// Closed prints the block as the agent leaves: no Ctrl+C hint, status closed.
+	Closed   bool
 	RTT      time.Duration
 	Version  string
 	APIURL   string
@@ -113,8 +115,13 @@ func PrintStatus(w io.Writer, s Status) {
 	bold := color.New(color.Bold)
 	label := func(l string) string { return fmt.Sprintf("%-16s", l) }
 	fmt.Fprintln(w)
-	fmt.Fprintf(w, "%s%s\n", bold.Sprint(label("ferry")), color.New(color.Faint).Sprint("(Ctrl+C to quit)"))
-	fmt.Fprintf(w, "%s%s\n", label("Session Status"), color.GreenString("online"))
+	if s.Closed {
+		fmt.Fprintf(w, "%s\n", bold.Sprint("ferry"))
+		fmt.Fprintf(w, "%s%s\n", label("Session Status"), color.YellowString("closed"))
+	} else {
+		fmt.Fprintf(w, "%s%s\n", bold.Sprint(label("ferry")), color.New(color.Faint).Sprint("(Ctrl+C to quit)"))
+		fmt.Fprintf(w, "%s%s\n", label("Session Status"), color.GreenString("online"))
+	}
 	fmt.Fprintf(w, "%s%s\n", label("Relay"), s.Relay)
 	fmt.Fprintf(w, "%s%s\n", label("Version"), s.Version)
 	if s.APIURL != "" {

@@ -320,7 +320,7 @@ const MinPasswordLen = 8
 // prepareModules checks the edge-module options and hashes basic-auth passwords (once).
 func (t *Tunnel) prepareModules() error {
 	if _, err := module.NewIPPolicy(t.CIDRAllow, t.CIDRDeny); err != nil {
-		return fmt.Errorf("--cidr-allow/--cidr-deny %v", err)
+		return err
 	}
 	if len(t.BasicAuth) > 0 && t.Proto != protocol.ProtoHTTP {
 		return fmt.Errorf("--basic-auth is for http tunnels")

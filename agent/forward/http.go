@@ -79,13 +79,13 @@ func newHTTPProxy(t *Tunnel, log *slog.Logger) *httpProxy {
 			if errors.Is(err, context.Canceled) {
 				return
 			}
-			log.Warn("upstream unreachable", "tunnel", t.Name, "upstream", target.String(), "err", err)
+			log.Warn("upstream unreachable", "tunnel", t.Name, "upstream", t.Upstream(), "err", err)
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
 			w.Header().Set("Cache-Control", "no-store")
 			w.Header().Set("Ferry-Error", "502 Bad gateway")
 			w.WriteHeader(http.StatusBadGateway)
 			fmt.Fprintf(w, "<!doctype html><html><head><title>502 Bad gateway</title></head><body style=\"font-family:sans-serif;max-width:40em;margin:4em auto\"><h1>502 Bad gateway</h1><p>Tunnel %s is online, but the request failed.</p><p>The agent could not reach its upstream %s: %s</p><hr><p><small>ferry agent</small></p></body></html>\n",
-				html.EscapeString(hostOnly(r.Host)), html.EscapeString(t.Upstream()), html.EscapeString(unwrapOp(err).Error()))
+				html.EscapeString(publicHost(r)), html.EscapeString(t.Upstream()), html.EscapeString(unwrapOp(err).Error()))
 		},
 	}
 	var handler http.Handler = p.rp
@@ -192,7 +192,13 @@ func (t *Tunnel) Replay(ctx context.Context, req inspect.Request, replayOf strin
 	return nil
 }
 
-func hostOnly(h string) string {
+// publicHost is the tunnel's public name for an outgoing request: the relay's
+// X-Forwarded-Host (the Host header may have been rewritten by --host-header).
+func publicHost(r *http.Request) string {
+	h := r.Header.Get("X-Forwarded-Host")
+	if h == "" {
+		h = r.Host
+	}
 	if host, _, err := net.SplitHostPort(h); err == nil {
 		return host
 	}

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	mathrand "math/rand/v2"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -97,7 +98,8 @@ type Client struct {
 	bindMu sync.Mutex
 	live   atomic.Bool
 
-	transportName string // of the current session, for logs
+	transportName string   // of the current session, for logs
+	relayCaps     []string // what the current relay advertised in HelloResp
 }
 
 // New returns a client; call Run.
@@ -429,6 +431,9 @@ func (c *Client) handshake(ctrl transport.Stream) error {
 	if err != nil {
 		return classify(err)
 	}
+	c.mu.Lock()
+	c.relayCaps = hr.Capabilities
+	c.mu.Unlock()
 	c.log.Info("session established", "relay", c.cfg.Relay, "session", ar.SessionID, "relay_version", hr.RelayVersion, "transport", c.Transport())
 	return nil
 }
@@ -463,6 +468,14 @@ func (c *Client) bindAll(ctx context.Context, cs *control) error {
 func (c *Client) bindOne(ctx context.Context, cs *control, e *entry) error {
 	t := e.t
 	b := t.Bind(e.id)
+	c.mu.Lock()
+	caps := c.relayCaps
+	c.mu.Unlock()
+	for _, need := range b.Needs() {
+		if !slices.Contains(caps, need) {
+			return &Error{Kind: KindBind, Err: fmt.Errorf("tunnel %s needs %s at the relay, and relay %s does not offer it: upgrade ferry-relay (the tunnel was not started, so nothing is exposed without it)", t.Name, need, c.cfg.Relay)}
+		}
+	}
 	c.mu.Lock()
 	prev := e.urls
 	c.mu.Unlock()

@@ -269,3 +269,22 @@ func TestCircuitBreaker(t *testing.T) {
 		t.Errorf("ratio 1.5: err = %v, want a --circuit-breaker refusal", err)
 	}
 }
+
+// TestOlderRelayRefusesModules: a relay that does not advertise a module must not get a
+// tunnel that relies on it (it would ignore the field and serve the tunnel unprotected).
+func TestOlderRelayRefusesModules(t *testing.T) {
+	r := newRelay(t)
+	r.opts.Capabilities = []string{} // an older relay: advertises nothing
+	r.restart()
+	up := headerEcho(t)
+	_, err := r.tryAgent(r.agentConfig(&forward.Tunnel{Name: "web", Proto: "http", Addr: up.Listener.Addr().String(),
+		BasicAuth: []string{"alice:correct horse"}}))
+	if err == nil || !strings.Contains(err.Error(), "basic_auth") || !strings.Contains(err.Error(), "upgrade ferry-relay") {
+		t.Fatalf("basic auth on a relay without it: err = %v, want a refusal telling to upgrade ferry-relay", err)
+	}
+	if n := r.srv.Table().Len(); n != 0 {
+		t.Errorf("%d names bound, want none", n)
+	}
+	// Tunnels without modules still work there.
+	r.startAgent(&forward.Tunnel{Name: "plain", Proto: "http", Addr: up.Listener.Addr().String()})
+}

@@ -35,6 +35,8 @@ type Options struct {
 	Auth    session.Authenticator
 	Log     *slog.Logger
 	Version string
+	// Capabilities overrides what the relay advertises to agents (tests: an older relay).
+	Capabilities []string
 }
 
 // Server is one relay. Listen binds its sockets; Serve runs it until its context ends.
@@ -159,7 +161,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		HTTPSPort: portOf(s.HTTPSAddr()), HTTPPort: portOf(s.HTTPAddr()),
 		TCPHost: tcpHost, TCPPorts: ports,
 		HasCert: func(name string) bool { return s.opts.DevCA != nil || session.CertCovers(s.cert, name) },
-		Version: s.opts.Version, Log: s.log,
+		Version: s.opts.Version, Log: s.log, Capabilities: s.opts.Capabilities,
 	})
 
 	var wg sync.WaitGroup

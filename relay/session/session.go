@@ -54,12 +54,22 @@ type Config struct {
 	HasCert func(name string) bool
 	// Version is the relay's release.
 	Version string
-	Log     *slog.Logger
+	// Capabilities overrides what the relay advertises (nil: protocol.RelayCapabilities);
+	// tests use it to play an older relay.
+	Capabilities []string
+	Log          *slog.Logger
 }
 
 // Server serves agent sessions.
 type Server struct {
 	cfg Config
+}
+
+func (s *Server) capabilities() []string {
+	if s.cfg.Capabilities != nil {
+		return s.cfg.Capabilities
+	}
+	return protocol.RelayCapabilities
 }
 
 // NewServer returns a session server.
@@ -114,7 +124,7 @@ func (a *agent) run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := a.send(protocol.TypeHelloResp, &protocol.HelloResp{Version: v, RelayVersion: a.srv.cfg.Version}); err != nil {
+	if err := a.send(protocol.TypeHelloResp, &protocol.HelloResp{Version: v, RelayVersion: a.srv.cfg.Version, Capabilities: a.srv.capabilities()}); err != nil {
 		return err
 	}
 	var auth protocol.Auth
