@@ -14,37 +14,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/ferrytunnel/ferry/relay/cert/certtest"
-	"github.com/ferrytunnel/ferry/relay/config"
-	"github.com/ferrytunnel/ferry/relay/server"
-	"github.com/ferrytunnel/ferry/relay/store"
+	"github.com/ferrytunnel/ferry/relay/server/servertest"
 )
 
 // startRelay runs a relay in-process and returns its QUIC address, CA file and a token.
 func startRelay(t *testing.T) (addr, caFile, token string) {
 	t.Helper()
-	ca := certtest.NewCA(t, "CLI Test CA")
-	leaf := ca.Server(t, "ferry.test", "*.ferry.test", "127.0.0.1")
-	dir := t.TempDir()
-	tokens, err := store.OpenTokens(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	token, _ = tokens.Create("cli")
-	cfg := config.Config{QUICAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		TCPPorts: "47000-47099", Domain: "ferry.test", Data: dir, LogFormat: "logfmt", LogLevel: "info"}
-	srv, err := server.New(server.Options{Config: cfg, Certificate: &leaf, Auth: tokens})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { srv.Serve(ctx); close(done) }() //nolint:errcheck
-	t.Cleanup(func() { cancel(); <-done })
-	return srv.QUICAddr().String(), ca.WriteFiles(t, dir), token
+	r := servertest.Start(t, servertest.Options{})
+	return r.Srv.QUICAddr().String(), r.CA.WriteFiles(t, t.TempDir()), r.Token
 }
 
 func TestStartAllWithExecAndURLFile(t *testing.T) {

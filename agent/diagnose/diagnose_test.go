@@ -4,10 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/tls"
-	"fmt"
 	"io"
-	"log/slog"
-	"math/rand/v2"
 	"net"
 	"strings"
 	"testing"
@@ -17,9 +14,7 @@ import (
 
 	"github.com/ferrytunnel/ferry/agent/diagnose"
 	"github.com/ferrytunnel/ferry/relay/cert/certtest"
-	"github.com/ferrytunnel/ferry/relay/config"
-	"github.com/ferrytunnel/ferry/relay/server"
-	"github.com/ferrytunnel/ferry/relay/store"
+	"github.com/ferrytunnel/ferry/relay/server/servertest"
 )
 
 func TestMain(m *testing.M) {
@@ -30,75 +25,11 @@ func TestMain(m *testing.M) {
 	)
 }
 
-// relayEnv is one relay on loopback, as in relay/server/harness_test.go.
-type relayEnv struct {
-	srv   *server.Server
-	ca    *certtest.CA
-	token string
-}
-
 // newRelay starts a relay whose certificate covers names. With samePort, QUIC (UDP) and
 // TLS (TCP) listen on one port number, as a production relay on 443 does.
-func newRelay(t *testing.T, samePort bool, names ...string) *relayEnv {
+func newRelay(t *testing.T, samePort bool, names ...string) *servertest.Relay {
 	t.Helper()
-	ca := certtest.NewCA(t, "Ferry Test Relay CA")
-	leaf := ca.Server(t, names...)
-	dir := t.TempDir()
-	tokens, err := store.OpenTokens(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	token, err := tokens.Create("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	low := 42000 + rand.IntN(200)*100
-	cfg := config.Config{
-		QUICAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		TCPPorts: fmt.Sprintf("%d-%d", low, low+99), Domain: "ferry.test", Data: dir,
-		LogFormat: "logfmt", LogLevel: "info",
-	}
-	var srv *server.Server
-	for attempt := 0; ; attempt++ {
-		if samePort {
-			// A free UDP port number, then both listeners on it; another process may take
-			// the TCP port in between, so try again a few times.
-			pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-			if err != nil {
-				t.Fatal(err)
-			}
-			cfg.QUICAddr = pc.LocalAddr().String()
-			cfg.HTTPSAddr = cfg.QUICAddr
-			pc.Close()
-		}
-		srv, err = server.New(server.Options{Config: cfg, Certificate: &leaf, Auth: tokens,
-			Log: slog.New(slog.NewTextHandler(t.Output(), nil)), Version: "test"})
-		if err != nil {
-			t.Fatal(err)
-		}
-		err = srv.Listen()
-		if err == nil {
-			break
-		}
-		if !samePort || attempt == 5 {
-			t.Fatal(err)
-		}
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- srv.Serve(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("relay Serve = %v, want nil", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Errorf("relay did not stop within 10s")
-		}
-	})
-	return &relayEnv{srv: srv, ca: ca, token: token}
+	return servertest.Start(t, servertest.Options{Names: names, SamePort: samePort})
 }
 
 func port(addr net.Addr) string {
@@ -158,8 +89,8 @@ func wantSkipped(t *testing.T, rs map[string]diagnose.Result, names ...string) {
 
 func TestAllOK(t *testing.T) {
 	r := newRelay(t, true, "localhost", "127.0.0.1")
-	addr := net.JoinHostPort("localhost", port(r.srv.QUICAddr()))
-	rs, out := run(t, diagnose.Options{Relay: addr, Authtoken: r.token, RootCAs: r.ca.Pool})
+	addr := net.JoinHostPort("localhost", port(r.Srv.QUICAddr()))
+	rs, out := run(t, diagnose.Options{Relay: addr, Authtoken: r.Token, RootCAs: r.CA.Pool})
 	wantOK(t, rs, diagnose.CheckDNS, diagnose.CheckTCP, diagnose.CheckTLS, diagnose.CheckQUIC, diagnose.CheckAuth, diagnose.CheckRTT)
 	if d := rs[diagnose.CheckDNS].Detail; !strings.HasPrefix(d, "localhost -> ") {
 		t.Errorf("DNS detail = %q, want localhost -> ADDRESSES", d)
@@ -191,14 +122,14 @@ func slicesOf(rs map[string]diagnose.Result) []diagnose.Result {
 
 func TestIPAddressSkipsDNS(t *testing.T) {
 	r := newRelay(t, true)
-	rs, _ := run(t, diagnose.Options{Relay: r.srv.QUICAddr().String(), Authtoken: r.token, RootCAs: r.ca.Pool})
+	rs, _ := run(t, diagnose.Options{Relay: r.Srv.QUICAddr().String(), Authtoken: r.Token, RootCAs: r.CA.Pool})
 	wantSkipped(t, rs, diagnose.CheckDNS)
 	wantOK(t, rs, diagnose.CheckTCP, diagnose.CheckTLS, diagnose.CheckQUIC, diagnose.CheckAuth, diagnose.CheckRTT)
 }
 
 func TestColor(t *testing.T) {
 	r := newRelay(t, true)
-	_, out := run(t, diagnose.Options{Relay: r.srv.QUICAddr().String(), RootCAs: r.ca.Pool, Color: true})
+	_, out := run(t, diagnose.Options{Relay: r.Srv.QUICAddr().String(), RootCAs: r.CA.Pool, Color: true})
 	if !strings.Contains(out, "\x1b[") {
 		t.Errorf("output has no colour codes with Color set:\n%q", out)
 	}
@@ -206,7 +137,7 @@ func TestColor(t *testing.T) {
 
 func TestNoAuthtoken(t *testing.T) {
 	r := newRelay(t, true)
-	rs, _ := run(t, diagnose.Options{Relay: r.srv.QUICAddr().String(), RootCAs: r.ca.Pool})
+	rs, _ := run(t, diagnose.Options{Relay: r.Srv.QUICAddr().String(), RootCAs: r.CA.Pool})
 	wantOK(t, rs, diagnose.CheckTCP, diagnose.CheckTLS, diagnose.CheckQUIC)
 	wantSkipped(t, rs, diagnose.CheckAuth, diagnose.CheckRTT)
 	if d := rs[diagnose.CheckAuth].Detail; !strings.Contains(d, "--authtoken") {
@@ -217,7 +148,7 @@ func TestNoAuthtoken(t *testing.T) {
 func TestUnknownCA(t *testing.T) {
 	r := newRelay(t, true)
 	other := certtest.NewCA(t, "Some Other CA")
-	rs, out := run(t, diagnose.Options{Relay: r.srv.QUICAddr().String(), Authtoken: r.token, RootCAs: other.Pool})
+	rs, out := run(t, diagnose.Options{Relay: r.Srv.QUICAddr().String(), Authtoken: r.Token, RootCAs: other.Pool})
 	wantOK(t, rs, diagnose.CheckTCP)
 	wantFail(t, rs, diagnose.CheckTLS, diagnose.CheckQUIC)
 	wantSkipped(t, rs, diagnose.CheckAuth, diagnose.CheckRTT)
@@ -236,8 +167,8 @@ func TestUnknownCA(t *testing.T) {
 
 func TestNameMismatch(t *testing.T) {
 	r := newRelay(t, true, "ferry.test", "127.0.0.1")
-	addr := net.JoinHostPort("localhost", port(r.srv.QUICAddr()))
-	rs, _ := run(t, diagnose.Options{Relay: addr, Authtoken: r.token, RootCAs: r.ca.Pool})
+	addr := net.JoinHostPort("localhost", port(r.Srv.QUICAddr()))
+	rs, _ := run(t, diagnose.Options{Relay: addr, Authtoken: r.Token, RootCAs: r.CA.Pool})
 	wantOK(t, rs, diagnose.CheckDNS, diagnose.CheckTCP)
 	wantFail(t, rs, diagnose.CheckTLS)
 	if d := rs[diagnose.CheckTLS].Detail; !strings.Contains(d, "name mismatch") || !strings.Contains(d, "ferry.test") {
@@ -247,7 +178,7 @@ func TestNameMismatch(t *testing.T) {
 
 func TestBadAuthtoken(t *testing.T) {
 	r := newRelay(t, true)
-	rs, _ := run(t, diagnose.Options{Relay: r.srv.QUICAddr().String(), Authtoken: "fy_not-a-token", RootCAs: r.ca.Pool})
+	rs, _ := run(t, diagnose.Options{Relay: r.Srv.QUICAddr().String(), Authtoken: "fy_not-a-token", RootCAs: r.CA.Pool})
 	wantOK(t, rs, diagnose.CheckTCP, diagnose.CheckTLS, diagnose.CheckQUIC)
 	wantFail(t, rs, diagnose.CheckAuth)
 	wantSkipped(t, rs, diagnose.CheckRTT)
@@ -274,18 +205,18 @@ func TestNothingListens(t *testing.T) {
 
 func TestUDPBlocked(t *testing.T) {
 	r := newRelay(t, false)
-	https := r.srv.HTTPSAddr().String()
+	https := r.Srv.HTTPSAddr().String()
 	// Swallow UDP on the HTTPS port: QUIC goes nowhere while TCP works.
 	pc, err := net.ListenPacket("udp", https)
 	if err != nil {
 		t.Fatalf("bind UDP on the relay's HTTPS port %s: %v", https, err)
 	}
 	defer pc.Close()
-	rs, out := run(t, diagnose.Options{Relay: https, Authtoken: r.token, RootCAs: r.ca.Pool, Timeout: 500 * time.Millisecond})
+	rs, out := run(t, diagnose.Options{Relay: https, Authtoken: r.Token, RootCAs: r.CA.Pool, Timeout: 500 * time.Millisecond})
 	wantOK(t, rs, diagnose.CheckTCP, diagnose.CheckTLS, diagnose.CheckAuth, diagnose.CheckRTT)
 	wantFail(t, rs, diagnose.CheckQUIC)
 	q := rs[diagnose.CheckQUIC]
-	if !strings.Contains(q.Detail, "no answer within 500ms") || !strings.Contains(q.Detail, "UDP to port "+port(r.srv.HTTPSAddr())+" may be blocked") {
+	if !strings.Contains(q.Detail, "no answer within 500ms") || !strings.Contains(q.Detail, "UDP to port "+port(r.Srv.HTTPSAddr())+" may be blocked") {
 		t.Errorf("QUIC detail = %q, want no answer and UDP may be blocked", q.Detail)
 	}
 	if !strings.Contains(q.Fix, "--transport auto") || !strings.Contains(q.Fix, "--transport tcp") {

@@ -4,10 +4,8 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -20,10 +18,7 @@ import (
 
 	"github.com/ferrytunnel/ferry/agent/forward"
 	"github.com/ferrytunnel/ferry/agent/session"
-	"github.com/ferrytunnel/ferry/relay/cert/certtest"
-	"github.com/ferrytunnel/ferry/relay/config"
-	"github.com/ferrytunnel/ferry/relay/server"
-	"github.com/ferrytunnel/ferry/relay/store"
+	"github.com/ferrytunnel/ferry/relay/server/servertest"
 )
 
 func TestMain(m *testing.M) {
@@ -34,20 +29,14 @@ func TestMain(m *testing.M) {
 	)
 }
 
-const domain = "ferry.test"
+const domain = servertest.Domain
 
-// relayEnv is one relay on loopback with its CA and an authtoken.
+// relayEnv is one relay on loopback (servertest) and the transport its agents use.
 type relayEnv struct {
-	t    *testing.T
-	srv  *server.Server
-	opts server.Options
+	*servertest.Relay
+	t *testing.T
 	// transport is what agents use: "quic" or "tcp".
 	transport string
-	ca        *certtest.CA
-	token     string
-	tokens    *store.Tokens
-	cancel    context.CancelFunc
-	done      chan error
 }
 
 func newRelay(t *testing.T) *relayEnv { return newRelayTransport(t, "quic") }
@@ -61,64 +50,7 @@ func bothTransports(t *testing.T, test func(t *testing.T, r *relayEnv)) {
 
 func newRelayTransport(t *testing.T, transport string) *relayEnv {
 	t.Helper()
-	ca := certtest.NewCA(t, "Ferry Test Relay CA")
-	leaf := ca.Server(t, domain, "*."+domain, "127.0.0.1")
-	dir := t.TempDir()
-	tokens, err := store.OpenTokens(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
-	token, err := tokens.Create("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	low := 42000 + rand.IntN(200)*100
-	cfg := config.Config{
-		QUICAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-		TCPPorts: fmt.Sprintf("%d-%d", low, low+99), Domain: domain, Data: dir,
-		LogFormat: "logfmt", LogLevel: "info",
-	}
-	r := &relayEnv{t: t, ca: ca, token: token, tokens: tokens, transport: transport,
-		opts: server.Options{Config: cfg, Certificate: &leaf, Auth: tokens, Log: testLogger(t), Version: "test"}}
-	r.start()
-	t.Cleanup(r.stop)
-	return r
-}
-
-func (r *relayEnv) start() {
-	r.t.Helper()
-	srv, err := server.New(r.opts)
-	if err != nil {
-		r.t.Fatal(err)
-	}
-	if err := srv.Listen(); err != nil {
-		r.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	r.srv, r.cancel, r.done = srv, cancel, make(chan error, 1)
-	go func() { r.done <- srv.Serve(ctx) }()
-}
-
-// restart stops the relay and starts a new one on the same addresses.
-func (r *relayEnv) restart() {
-	r.t.Helper()
-	c := &r.opts.Config
-	c.QUICAddr, c.HTTPSAddr, c.HTTPAddr = r.srv.QUICAddr().String(), r.srv.HTTPSAddr().String(), r.srv.HTTPAddr().String()
-	r.stop()
-	r.start()
-}
-
-func (r *relayEnv) stop() {
-	r.cancel()
-	select {
-	case err := <-r.done:
-		if err != nil {
-			r.t.Errorf("relay Serve = %v, want nil", err)
-		}
-		r.done <- nil
-	case <-time.After(10 * time.Second):
-		r.t.Errorf("relay did not stop within 10s")
-	}
+	return &relayEnv{Relay: servertest.Start(t, servertest.Options{Log: testLogger(t)}), t: t, transport: transport}
 }
 
 func testLogger(t *testing.T) *slog.Logger {
@@ -138,12 +70,12 @@ type agentEnv struct {
 }
 
 func (r *relayEnv) agentConfig(tunnels ...*forward.Tunnel) session.Config {
-	addr := r.srv.QUICAddr().String()
+	addr := r.Srv.QUICAddr().String()
 	if r.transport == "tcp" {
-		addr = r.srv.HTTPSAddr().String()
+		addr = r.Srv.HTTPSAddr().String()
 	}
 	return session.Config{
-		Transport: r.transport, Relay: addr, Authtoken: r.token, RootCAs: r.ca.Pool,
+		Transport: r.transport, Relay: addr, Authtoken: r.Token, RootCAs: r.CA.Pool,
 		Tunnels: tunnels, Log: testLogger(r.t), Version: "test", ConnectAttempts: 1,
 		Backoff: 50 * time.Millisecond,
 	}
@@ -214,7 +146,7 @@ func (a *agentEnv) url(t *testing.T, scheme string) string {
 
 // httpClient talks to the relay's public listeners whatever the URL's host resolves to.
 func (r *relayEnv) httpClient(h2 bool) *http.Client {
-	https, plain := r.srv.HTTPSAddr().String(), r.srv.HTTPAddr().String()
+	https, plain := r.Srv.HTTPSAddr().String(), r.Srv.HTTPAddr().String()
 	tr := &http.Transport{
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			target := plain
@@ -224,7 +156,7 @@ func (r *relayEnv) httpClient(h2 bool) *http.Client {
 			var d net.Dialer
 			return d.DialContext(ctx, "tcp", target)
 		},
-		TLSClientConfig:   &tls.Config{RootCAs: r.ca.Pool},
+		TLSClientConfig:   &tls.Config{RootCAs: r.CA.Pool},
 		ForceAttemptHTTP2: h2,
 	}
 	if !h2 {
@@ -242,7 +174,7 @@ func port(addr string) string {
 // dialTLS opens a TLS connection to the relay's public TLS port with the given SNI.
 func (r *relayEnv) dialTLS(conf *tls.Config) (*tls.Conn, error) {
 	d := &net.Dialer{Timeout: 5 * time.Second}
-	return tls.DialWithDialer(d, "tcp", r.srv.HTTPSAddr().String(), conf)
+	return tls.DialWithDialer(d, "tcp", r.Srv.HTTPSAddr().String(), conf)
 }
 
 // echoServer is a TCP upstream that echoes and propagates half-close.

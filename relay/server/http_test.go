@@ -187,7 +187,7 @@ func testHTTPTunnel(t *testing.T, r *relayEnv, store *inspect.Store) {
 	})
 
 	t.Run("websocket upgrade", func(t *testing.T) {
-		c, err := r.dialTLS(&tls.Config{ServerName: host, RootCAs: r.ca.Pool, NextProtos: []string{"http/1.1"}})
+		c, err := r.dialTLS(&tls.Config{ServerName: host, RootCAs: r.CA.Pool, NextProtos: []string{"http/1.1"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -224,12 +224,12 @@ func TestHTTPErrorsPages(t *testing.T) {
 	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(e.Body, host) || !strings.Contains(e.Body, "connection refused") {
 		t.Errorf("GET dead upstream = %d %q; want 502 naming %s and the cause", resp.StatusCode, e.Body, host)
 	}
-	unknown := "https://nobody." + domain + ":" + port(r.srv.HTTPSAddr().String())
+	unknown := "https://nobody." + domain + ":" + port(r.Srv.HTTPSAddr().String())
 	// TLS to an unknown name gets an alert; over plain HTTP the relay answers 404 naming the host.
 	if _, err := r.httpClient(true).Get(unknown); err == nil || !strings.Contains(err.Error(), "unrecognized name") {
 		t.Errorf("GET %s err = %v, want TLS alert unrecognized name", unknown, err)
 	}
-	plainUnknown := "http://nobody." + domain + ":" + port(r.srv.HTTPAddr().String())
+	plainUnknown := "http://nobody." + domain + ":" + port(r.Srv.HTTPAddr().String())
 	resp, e = get(t, r.httpClient(false), plainUnknown)
 	if resp.StatusCode != 404 || !strings.Contains(e.Body, "nobody."+domain) {
 		t.Errorf("GET %s = %d %q, want 404 naming the host", plainUnknown, resp.StatusCode, e.Body)

@@ -106,7 +106,7 @@ func TestCIDRRestrictions(t *testing.T) {
 		t.Errorf("denied http client = %d %q, want 403", resp.StatusCode, e.Body)
 	}
 	// Over TLS the refusal is a handshake alert (access denied), before any certificate.
-	if _, err := r.dialTLS(&tls.Config{ServerName: strings.Split(strings.TrimPrefix(h.url(t, "https"), "https://"), ":")[0], RootCAs: r.ca.Pool}); err == nil || !strings.Contains(err.Error(), "access denied") {
+	if _, err := r.dialTLS(&tls.Config{ServerName: strings.Split(strings.TrimPrefix(h.url(t, "https"), "https://"), ":")[0], RootCAs: r.CA.Pool}); err == nil || !strings.Contains(err.Error(), "access denied") {
 		t.Errorf("denied https client: err = %v, want alert access denied", err)
 	}
 	r.startAgent(&forward.Tunnel{Name: "tls", Proto: "tls", Addr: tlsUp, Domain: "deny." + domain, CIDRDeny: []string{"127.0.0.0/8"}})
@@ -274,15 +274,15 @@ func TestCircuitBreaker(t *testing.T) {
 // tunnel that relies on it (it would ignore the field and serve the tunnel unprotected).
 func TestOlderRelayRefusesModules(t *testing.T) {
 	r := newRelay(t)
-	r.opts.Capabilities = []string{} // an older relay: advertises nothing
-	r.restart()
+	r.Opts.Capabilities = []string{} // an older relay: advertises nothing
+	r.Restart()
 	up := headerEcho(t)
 	_, err := r.tryAgent(r.agentConfig(&forward.Tunnel{Name: "web", Proto: "http", Addr: up.Listener.Addr().String(),
 		BasicAuth: []string{"alice:correct horse"}}))
 	if err == nil || !strings.Contains(err.Error(), "basic_auth") || !strings.Contains(err.Error(), "upgrade ferry-relay") {
 		t.Fatalf("basic auth on a relay without it: err = %v, want a refusal telling to upgrade ferry-relay", err)
 	}
-	if n := r.srv.Table().Len(); n != 0 {
+	if n := r.Srv.Table().Len(); n != 0 {
 		t.Errorf("%d names bound, want none", n)
 	}
 	// Tunnels without modules still work there.

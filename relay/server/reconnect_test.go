@@ -18,15 +18,15 @@ func testReconnectAfterRelayRestart(t *testing.T, r *relayEnv) {
 	a := r.startAgent(web, echo)
 	httpsURL, tcpURL := a.url(t, "https"), a.url(t, "tcp")
 
-	r.restart()
+	r.Restart()
 	back := time.Now()
 	waitFor(t, "tunnels back with the same URLs", func() bool {
 		for _, s := range a.client.Tunnels() {
-			if len(s.URLs) == 0 || r.srv.Table().Len() < 2 {
+			if len(s.URLs) == 0 || r.Srv.Table().Len() < 2 {
 				return false
 			}
 		}
-		return a.client.Connected() && r.srv.Table().Len() == 2
+		return a.client.Connected() && r.Srv.Table().Len() == 2
 	})
 	resp, _ := get(t, r.httpClient(true), httpsURL)
 	if resp.StatusCode != 200 {
@@ -50,7 +50,7 @@ func testReconnectAfterRelayRestart(t *testing.T, r *relayEnv) {
 // datagram) and checks --transport auto lands on TCP within 3s.
 func TestAutoFallsBackToTCP(t *testing.T) {
 	r := newRelay(t)
-	httpsAddr := r.srv.HTTPSAddr().String()
+	httpsAddr := r.Srv.HTTPSAddr().String()
 	hole, err := net.ListenPacket("udp", httpsAddr) // same port number, UDP: QUIC goes nowhere
 	if err != nil {
 		t.Fatal(err)

@@ -252,7 +252,7 @@ func testTLSEdgeTermination(t *testing.T, r *relayEnv) {
 	name := "edge." + domain
 	r.startAgent(&forward.Tunnel{Name: "edge", Proto: "tls", Addr: echoServer(t), Domain: name,
 		TerminateAt: "edge", ClientCAsPEM: clientCA.PEM})
-	c, err := r.dialTLS(&tls.Config{ServerName: name, RootCAs: r.ca.Pool, Certificates: []tls.Certificate{clientCA.Client(t, "bob")}})
+	c, err := r.dialTLS(&tls.Config{ServerName: name, RootCAs: r.CA.Pool, Certificates: []tls.Certificate{clientCA.Client(t, "bob")}})
 	if err != nil {
 		t.Fatalf("handshake with the relay's certificate: %v", err)
 	}
@@ -260,11 +260,11 @@ func testTLSEdgeTermination(t *testing.T, r *relayEnv) {
 		t.Errorf("echo = %q, %v", got, err)
 	}
 	c.Close()
-	err = handshakeAndRead(r, &tls.Config{ServerName: name, RootCAs: r.ca.Pool})
+	err = handshakeAndRead(r, &tls.Config{ServerName: name, RootCAs: r.CA.Pool})
 	if err == nil || !strings.Contains(err.Error(), "certificate required") {
 		t.Errorf("no client certificate: err = %v, want alert certificate required", err)
 	}
-	err = handshakeAndRead(r, withClientCert(&tls.Config{ServerName: name, RootCAs: r.ca.Pool}, []tls.Certificate{certtest.NewCA(t, "x").Client(t, "eve")}))
+	err = handshakeAndRead(r, withClientCert(&tls.Config{ServerName: name, RootCAs: r.CA.Pool}, []tls.Certificate{certtest.NewCA(t, "x").Client(t, "eve")}))
 	if err == nil || !strings.Contains(err.Error(), "bad certificate") {
 		t.Errorf("wrong CA: err = %v, want alert bad certificate", err)
 	}
@@ -287,7 +287,7 @@ func TestSNIRefusals(t *testing.T) {
 		t.Errorf("unknown SNI: err = %v, want alert unrecognized name", err)
 	}
 	// Plain HTTP on the TLS port gets a 400 that says to use https://, then a close.
-	c, err := net.Dial("tcp", r.srv.HTTPSAddr().String())
+	c, err := net.Dial("tcp", r.Srv.HTTPSAddr().String())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,7 +363,7 @@ func TestVersionMismatch(t *testing.T) {
 	host, _, _ := net.SplitHostPort(cfg.Relay)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	sess, err := dialQUIC(ctx, cfg.Relay, &tls.Config{ServerName: host, RootCAs: r.ca.Pool})
+	sess, err := dialQUIC(ctx, cfg.Relay, &tls.Config{ServerName: host, RootCAs: r.CA.Pool})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -383,7 +383,7 @@ func TestVersionMismatch(t *testing.T) {
 		t.Fatalf("hello with version 98..99 = %v, want version_mismatch telling to upgrade ferry-relay", err)
 	}
 	// An oversized pre-auth frame closes the session and leaves the relay serving.
-	sess2, err := dialQUIC(ctx, cfg.Relay, &tls.Config{ServerName: host, RootCAs: r.ca.Pool})
+	sess2, err := dialQUIC(ctx, cfg.Relay, &tls.Config{ServerName: host, RootCAs: r.CA.Pool})
 	if err != nil {
 		t.Fatal(err)
 	}

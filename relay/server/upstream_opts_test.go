@@ -21,7 +21,7 @@ import (
 // rawGET sends a request line as given (no client-side path cleaning) over TLS.
 func rawGET(t *testing.T, r *relayEnv, host, path string) (int, string) {
 	t.Helper()
-	c, err := r.dialTLS(&tls.Config{ServerName: host, RootCAs: r.ca.Pool, NextProtos: []string{"http/1.1"}})
+	c, err := r.dialTLS(&tls.Config{ServerName: host, RootCAs: r.CA.Pool, NextProtos: []string{"http/1.1"}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,0 +1,137 @@
+// Package servertest runs a real relay on loopback for tests in any package: its own
+// CA and certificate, an authtoken, listeners on free ports, and cleanup at the end of
+// the test. Agents, diagnose and the command line are tested against it.
+package servertest
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"testing"
+	"time"
+
+	"github.com/ferrytunnel/ferry/relay/cert/certtest"
+	"github.com/ferrytunnel/ferry/relay/config"
+	"github.com/ferrytunnel/ferry/relay/server"
+	"github.com/ferrytunnel/ferry/relay/store"
+)
+
+// Domain is the relay's base domain in tests.
+const Domain = "ferry.test"
+
+// Options shapes a test relay.
+type Options struct {
+	// Names the relay certificate covers (default: Domain, *.Domain and 127.0.0.1).
+	Names []string
+	// SamePort puts QUIC (UDP) and TLS (TCP) on one port number, as in production.
+	SamePort bool
+	// Log receives the relay's log (default: the test's output).
+	Log *slog.Logger
+}
+
+// Relay is one running relay.
+type Relay struct {
+	Srv    *server.Server
+	CA     *certtest.CA
+	Token  string
+	Tokens *store.Tokens
+	// Opts are the server options, editable before Restart.
+	Opts server.Options
+
+	t      testing.TB
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// Start runs a relay until the test ends.
+func Start(t testing.TB, o Options) *Relay {
+	t.Helper()
+	if len(o.Names) == 0 {
+		o.Names = []string{Domain, "*." + Domain, "127.0.0.1"}
+	}
+	if o.Log == nil {
+		o.Log = slog.New(slog.NewTextHandler(t.Output(), nil))
+	}
+	ca := certtest.NewCA(t, "Ferry Test Relay CA")
+	leaf := ca.Server(t, o.Names...)
+	dir := t.TempDir()
+	tokens, err := store.OpenTokens(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, err := tokens.Create("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	low := 42000 + rand.IntN(200)*100
+	cfg := config.Config{
+		QUICAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+		TCPPorts: fmt.Sprintf("%d-%d", low, low+99), Domain: Domain, Data: dir,
+		LogFormat: "logfmt", LogLevel: "info",
+	}
+	r := &Relay{t: t, CA: ca, Token: token, Tokens: tokens,
+		Opts: server.Options{Config: cfg, Certificate: &leaf, Auth: tokens, Log: o.Log, Version: "test"}}
+	for attempt := 0; ; attempt++ {
+		if o.SamePort {
+			// A free UDP port number, then both listeners on it; another process may take
+			// the TCP port in between, so try again a few times.
+			pc, err := net.ListenPacket("udp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			r.Opts.Config.QUICAddr = pc.LocalAddr().String()
+			r.Opts.Config.HTTPSAddr = r.Opts.Config.QUICAddr
+			pc.Close()
+		}
+		err := r.start()
+		if err == nil {
+			break
+		}
+		if !o.SamePort || attempt == 5 {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(r.Stop)
+	return r
+}
+
+func (r *Relay) start() error {
+	srv, err := server.New(r.Opts)
+	if err != nil {
+		return err
+	}
+	if err := srv.Listen(); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	r.Srv, r.cancel, r.done = srv, cancel, make(chan error, 1)
+	go func() { r.done <- srv.Serve(ctx) }()
+	return nil
+}
+
+// Stop stops the relay and checks it stopped cleanly; it is safe to call twice.
+func (r *Relay) Stop() {
+	r.cancel()
+	select {
+	case err := <-r.done:
+		if err != nil {
+			r.t.Errorf("relay Serve = %v, want nil", err)
+		}
+		r.done <- nil
+	case <-time.After(10 * time.Second):
+		r.t.Errorf("relay did not stop within 10s")
+	}
+}
+
+// Restart stops the relay and starts a new one on the same addresses.
+func (r *Relay) Restart() {
+	r.t.Helper()
+	c := &r.Opts.Config
+	c.QUICAddr, c.HTTPSAddr, c.HTTPAddr = r.Srv.QUICAddr().String(), r.Srv.HTTPSAddr().String(), r.Srv.HTTPAddr().String()
+	r.Stop()
+	if err := r.start(); err != nil {
+		r.t.Fatal(err)
+	}
+}
