@@ -40,25 +40,35 @@ func Join(a, b net.Conn) (aToB, bToA int64) {
 	return aToB, bToA
 }
 
-// pipe copies src to dst; on EOF it half-closes dst, on error it closes both.
+// pipe copies src to dst. On EOF it half-closes dst. When dst stops accepting bytes (a
+// write error), it stops reading src but leaves the other direction alone: the peer that
+// refused may still be sending its last words (a TLS alert, an HTTP error) the other way.
+// A read error aborts both.
 func pipe(dst, src net.Conn) int64 {
-	n, err := copyAdaptive(dst, src)
-	if err == nil {
-		if cw, ok := dst.(closeWriter); ok {
-			if cw.CloseWrite() == nil {
-				return n
-			}
+	n, rerr, werr := copyAdaptive(dst, src)
+	switch {
+	case rerr == nil && werr == nil: // EOF
+		if cw, ok := dst.(closeWriter); ok && cw.CloseWrite() == nil {
+			return n
 		}
+	case werr != nil:
+		if cr, ok := src.(closeReader); ok && cr.CloseRead() == nil {
+			return n
+		}
+		src.Close()
+		return n
 	}
-	// No half-close available, or the copy failed: tear both down so the other
+	// No half-close available, or the read failed: tear both down so the other
 	// direction does not wait forever.
 	dst.Close()
 	src.Close()
 	return n
 }
 
-// copyAdaptive copies until EOF (returning a nil error) or a read or write error.
-func copyAdaptive(dst io.Writer, src io.Reader) (int64, error) {
+type closeReader interface{ CloseRead() error }
+
+// copyAdaptive copies until EOF (both errors nil), a read error or a write error.
+func copyAdaptive(dst io.Writer, src io.Reader) (total int64, readErr, writeErr error) {
 	small := smallBufs.Get().(*[]byte)
 	defer smallBufs.Put(small)
 	var large *[]byte
@@ -68,24 +78,23 @@ func copyAdaptive(dst io.Writer, src io.Reader) (int64, error) {
 		}
 	}()
 	buf := *small
-	var total int64
 	for {
 		nr, rerr := src.Read(buf)
 		if nr > 0 {
 			nw, werr := dst.Write(buf[:nr])
 			total += int64(nw)
 			if werr != nil {
-				return total, werr
+				return total, nil, werr
 			}
 			if nw != nr {
-				return total, io.ErrShortWrite
+				return total, nil, io.ErrShortWrite
 			}
 		}
 		if rerr != nil {
 			if errors.Is(rerr, io.EOF) {
-				return total, nil
+				return total, nil, nil
 			}
-			return total, rerr
+			return total, rerr, nil
 		}
 		switch {
 		case nr == len(buf) && large == nil: // the stream is busy: read more per call

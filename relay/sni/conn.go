@@ -99,6 +99,15 @@ func (c *Conn) CloseWrite() error {
 	return fmt.Errorf("close write on %T: %w", c.conn, errors.ErrUnsupported)
 }
 
+// CloseRead stops reading (the relay's half-close when the other side stops accepting
+// bytes) when the underlying connection supports it, e.g. *net.TCPConn.
+func (c *Conn) CloseRead() error {
+	if cr, ok := c.conn.(interface{ CloseRead() error }); ok {
+		return cr.CloseRead()
+	}
+	return fmt.Errorf("close read on %T: %w", c.conn, errors.ErrUnsupported)
+}
+
 // NetConn returns the underlying connection. Reading from it directly skips bytes that have
 // not been replayed yet.
 func (c *Conn) NetConn() net.Conn { return c.conn }
