@@ -14,7 +14,6 @@ import (
 	"net/url"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/ferrytunnel/ferry/agent/inspect"
@@ -73,7 +72,7 @@ func newHTTPProxy(t *Tunnel, log *slog.Logger) *httpProxy {
 			}
 		},
 		Transport:  tr,
-		BufferPool: bufPool{},
+		BufferPool: transport.ProxyBuffers{},
 		ErrorLog:   slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if errors.Is(err, context.Canceled) {
@@ -255,10 +254,3 @@ type discardWriter struct {
 func (d *discardWriter) Header() http.Header         { return d.h }
 func (d *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
 func (d *discardWriter) WriteHeader(code int)        { d.code = code }
-
-var proxyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
-type bufPool struct{}
-
-func (bufPool) Get() []byte  { return *proxyBufs.Get().(*[]byte) }
-func (bufPool) Put(b []byte) { proxyBufs.Put(&b) }

@@ -20,6 +20,16 @@ var (
 	largeBufs = sync.Pool{New: func() any { b := make([]byte, largeBufSize); return &b }}
 )
 
+// ProxyBuffers is an httputil.BufferPool over the large copy buffers, shared by the
+// relay's and the agent's reverse proxies.
+type ProxyBuffers struct{}
+
+// Get implements httputil.BufferPool.
+func (ProxyBuffers) Get() []byte { return *largeBufs.Get().(*[]byte) }
+
+// Put implements httputil.BufferPool.
+func (ProxyBuffers) Put(b []byte) { largeBufs.Put(&b) }
+
 type closeWriter interface{ CloseWrite() error }
 
 // Join copies bytes both ways between a and b until both directions have ended.

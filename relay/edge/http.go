@@ -9,10 +9,10 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/ferrytunnel/ferry/protocol"
+	"github.com/ferrytunnel/ferry/protocol/transport"
 	"github.com/ferrytunnel/ferry/relay/module"
 	"github.com/ferrytunnel/ferry/relay/route"
 	"github.com/ferrytunnel/ferry/relay/sni"
@@ -81,7 +81,7 @@ func (e *Edge) NewHTTPHandler(t *route.Tunnel) (http.Handler, func()) {
 			return nil
 		},
 		Transport:  tr,
-		BufferPool: bufferPool{},
+		BufferPool: transport.ProxyBuffers{},
 		ErrorLog:   nil,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if errors.Is(err, context.Canceled) {
@@ -130,13 +130,6 @@ func breaker(t *route.Tunnel, next http.Handler) http.Handler {
 }
 
 type inboundKey struct{}
-
-var proxyBufs = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
-
-type bufferPool struct{}
-
-func (bufferPool) Get() []byte  { return *proxyBufs.Get().(*[]byte) }
-func (bufferPool) Put(b []byte) { proxyBufs.Put(&b) }
 
 // errorPage writes a small HTML page the relay serves itself (not the upstream), marked
 // with the header Ferry-Error so scripts can tell it apart.

@@ -7,11 +7,12 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/ferrytunnel/ferry/protocol"
 	"github.com/ferrytunnel/ferry/protocol/transport"
@@ -57,8 +58,6 @@ type Tunnel struct {
 
 	// Handler serves HTTP requests for http tunnels (set by the edge).
 	Handler http.Handler
-	// Listener is the public listener of a tcp tunnel (set by the edge).
-	Listener net.Listener
 	// OnClose runs once when the tunnel is removed (closes listeners and pools).
 	OnClose func()
 }
@@ -94,11 +93,31 @@ type stream struct {
 }
 
 func (s *stream) Read(p []byte) (int, error) {
-	s.once.Do(func() { s.respErr = protocol.ReadStreamResp(s.Stream) })
-	if s.respErr != nil {
-		return 0, s.respErr
+	if err := s.resp(); err != nil {
+		return 0, err
 	}
 	return s.Stream.Read(p)
+}
+
+// Write reports the agent's refusal rather than the bare write error when the agent
+// refused the stream: its StreamResp arrived before it stopped reading.
+func (s *stream) Write(p []byte) (int, error) {
+	n, err := s.Stream.Write(p)
+	if err != nil {
+		s.Stream.SetReadDeadline(time.Now().Add(time.Second))
+		if rerr := s.resp(); rerr != nil {
+			var perr *protocol.Error
+			if errors.As(rerr, &perr) {
+				return n, perr
+			}
+		}
+	}
+	return n, err
+}
+
+func (s *stream) resp() error {
+	s.once.Do(func() { s.respErr = protocol.ReadStreamResp(s.Stream) })
+	return s.respErr
 }
 
 // Table maps public hostnames and ports to online tunnels. It is safe for concurrent use;

@@ -184,6 +184,14 @@ func echoServer(t *testing.T) string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return serveConns(t, ln, func(c net.Conn) {
+		io.Copy(c, c) //nolint:errcheck
+		c.(*net.TCPConn).CloseWrite()
+	})
+}
+
+// serveConns runs handle for each connection on ln (closing it after) until the test ends.
+func serveConns(t *testing.T, ln net.Listener, handle func(net.Conn)) string {
 	var wg sync.WaitGroup
 	t.Cleanup(func() { ln.Close(); wg.Wait() })
 	wg.Go(func() {
@@ -194,8 +202,7 @@ func echoServer(t *testing.T) string {
 			}
 			wg.Go(func() {
 				defer c.Close()
-				io.Copy(c, c) //nolint:errcheck
-				c.(*net.TCPConn).CloseWrite()
+				handle(c)
 			})
 		}
 	})
@@ -209,21 +216,7 @@ func tlsEchoServer(t *testing.T, cert tls.Certificate) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var wg sync.WaitGroup
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				io.Copy(c, c) //nolint:errcheck
-			})
-		}
-	})
-	return ln.Addr().String()
+	return serveConns(t, ln, func(c net.Conn) { io.Copy(c, c) }) //nolint:errcheck
 }
 
 // echoOnce writes msg, reads the same number of bytes back and returns them.

@@ -91,13 +91,13 @@ func (s *Server) Listen() error {
 	}
 	if c.HTTPSAddr != "" {
 		if s.httpsLn, err = net.Listen("tcp", c.HTTPSAddr); err != nil {
-			s.closeListeners()
+			s.closeListeners(true)
 			return fmt.Errorf("--https-addr %s: %w", c.HTTPSAddr, err)
 		}
 	}
 	if c.HTTPAddr != "" {
 		if s.httpLn, err = net.Listen("tcp", c.HTTPAddr); err != nil {
-			s.closeListeners()
+			s.closeListeners(true)
 			return fmt.Errorf("--http-addr %s: %w", c.HTTPAddr, err)
 		}
 	}
@@ -132,13 +132,14 @@ func portOf(a net.Addr) int {
 	return n
 }
 
-func (s *Server) closeListeners() {
+// closeListeners closes the public TCP listeners and, with quic, the QUIC listener too.
+func (s *Server) closeListeners(quic bool) {
 	for _, ln := range []net.Listener{s.httpsLn, s.httpLn} {
 		if ln != nil {
 			ln.Close()
 		}
 	}
-	if s.quicLn != nil {
+	if quic && s.quicLn != nil {
 		s.quicLn.Close()
 	}
 }
@@ -187,11 +188,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	// Stop accepting, end public connections, let each session tell its agent (GoAway and
 	// a shutting_down close), and only then close the QUIC socket.
 	s.quicLn.Listener.Close()
-	for _, ln := range []net.Listener{s.httpsLn, s.httpLn} {
-		if ln != nil {
-			ln.Close()
-		}
-	}
+	s.closeListeners(false)
 	s.edge.Close()
 	wg.Wait()
 	s.quicLn.Close()

@@ -401,7 +401,6 @@ func (a *agent) bindTCP(b *protocol.Bind, t *route.Tunnel) error {
 			ln.Close()
 			continue
 		}
-		t.Listener = ln
 		t.OnClose = func() { ln.Close() }
 		t.URLs = []string{fmt.Sprintf("tcp://%s:%d", cfg.Domain, p)}
 		go cfg.Edge.ServeTCP(ln, t) //nolint:errcheck // ends when the listener closes
