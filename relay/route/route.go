@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync"
 	"time"
 
@@ -124,8 +125,11 @@ func (s *stream) resp() error {
 // lookups take a read lock only.
 type Table struct {
 	mu    sync.RWMutex
-	hosts map[string]*Tunnel
+	hosts map[string]*Tunnel // exact names and "*.suffix" wildcards
 	ports map[int]*Tunnel
+	// wildcards counts the "*." entries in hosts, so lookups skip the suffix walk
+	// while no wildcard tunnel is online.
+	wildcards int
 }
 
 // NewTable returns an empty table.
@@ -146,6 +150,9 @@ func (tb *Table) AddHost(host string, t *Tunnel) error {
 		return &ConflictError{What: host}
 	}
 	tb.hosts[host] = t
+	if strings.HasPrefix(host, "*.") {
+		tb.wildcards++
+	}
 	return nil
 }
 
@@ -160,12 +167,38 @@ func (tb *Table) AddPort(port int, t *Tunnel) error {
 	return nil
 }
 
-// Host returns the tunnel bound to a normalised hostname, or nil.
+// Host returns the tunnel that serves a normalised hostname, or nil: the tunnel bound to
+// exactly that name, else the one bound to the most specific wildcard covering it
+// ("*.b.example.com" before "*.example.com"; a wildcard covers nested names too).
 func (tb *Table) Host(host string) *Tunnel {
 	tb.mu.RLock()
-	t := tb.hosts[host]
-	tb.mu.RUnlock()
-	return t
+	defer tb.mu.RUnlock()
+	if t := tb.hosts[host]; t != nil {
+		return t
+	}
+	if tb.wildcards == 0 {
+		return nil
+	}
+	for rest := host; ; {
+		i := strings.IndexByte(rest, '.')
+		if i < 0 {
+			return nil
+		}
+		rest = rest[i+1:]
+		if t := tb.hosts["*."+rest]; t != nil {
+			return t
+		}
+	}
+}
+
+// WildcardCovers reports whether pattern ("*.example.com" or a plain name) covers name
+// by the wildcard rules: "*.example.com" covers every name below example.com, nested
+// ones too, but not example.com itself.
+func WildcardCovers(pattern, name string) bool {
+	if base, ok := strings.CutPrefix(pattern, "*."); ok {
+		return strings.HasSuffix(name, "."+base)
+	}
+	return pattern == name
 }
 
 // Port returns the tunnel bound to a public port, or nil.
@@ -182,6 +215,9 @@ func (tb *Table) Remove(t *Tunnel) {
 	removed := false
 	if t.Host != "" && tb.hosts[t.Host] == t {
 		delete(tb.hosts, t.Host)
+		if strings.HasPrefix(t.Host, "*.") {
+			tb.wildcards--
+		}
 		removed = true
 	}
 	if t.Port != 0 && tb.ports[t.Port] == t {
