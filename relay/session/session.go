@@ -21,6 +21,7 @@ import (
 	"github.com/ferrytunnel/ferry/protocol"
 	"github.com/ferrytunnel/ferry/protocol/transport"
 	"github.com/ferrytunnel/ferry/relay/config"
+	"github.com/ferrytunnel/ferry/relay/reserve"
 	"github.com/ferrytunnel/ferry/relay/edge"
 	"github.com/ferrytunnel/ferry/relay/module"
 	"github.com/ferrytunnel/ferry/relay/route"
@@ -45,6 +46,12 @@ type Config struct {
 	Auth  Authenticator
 	// Domain is the base domain for random names.
 	Domain string
+	// Domains holds the reserved domains and decides which names an account may bind
+	// (nil: any name under Domain and no other).
+	Domains *reserve.Domains
+	// Addrs holds the reserved TCP addresses: a chosen --remote-addr must be one of the
+	// account's, and random ports skip them (nil: no reservations, any port may be chosen).
+	Addrs *reserve.Addrs
 	// HTTPSPort and HTTPPort are the public ports put in URLs (0: that listener is off).
 	HTTPSPort, HTTPPort int
 	// TCPHost is the address tcp tunnel listeners bind on ("" for all); TCPPorts their range.
@@ -83,6 +90,7 @@ type agent struct {
 	ctrl    transport.Stream
 	writeMu sync.Mutex
 	tunnels map[uint32]*route.Tunnel
+	account string // set by a successful Auth
 }
 
 // Serve runs one agent session until it ends, then releases its tunnels.
@@ -137,6 +145,7 @@ func (a *agent) run(ctx context.Context) error {
 			"authtoken not recognised by this relay: create one on the relay with `ferry-relay token create` and pass it with --authtoken or FERRY_AUTHTOKEN")
 	}
 	sid := randomName(12)
+	a.account = account
 	a.log = a.log.With("session", sid, "account", account)
 	if err := a.send(protocol.TypeAuthResp, &protocol.AuthResp{SessionID: sid, Account: account}); err != nil {
 		return err
@@ -333,27 +342,42 @@ func (a *agent) bindTLS(b *protocol.Bind, t *route.Tunnel, _ *protocol.BindResp)
 	return nil
 }
 
-// bindHost picks the tunnel's hostname (random, a label under the base domain, or a full
-// name) and binds it in the table.
+// bindHost picks the tunnel's hostname (random, a label under the base domain, a full
+// name or a wildcard) and binds it in the table, by the domain rules.
 func (a *agent) bindHost(b *protocol.Bind, t *route.Tunnel) error {
 	cfg := &a.srv.cfg
-	want := sni.Normalize(b.Domain)
+	ix := cfg.Domains
+	if ix == nil {
+		ix = reserve.NewDomains(cfg.Domain)
+	}
+	want := sni.Normalize(strings.TrimSpace(b.Domain))
 	if want != "" && !strings.Contains(want, ".") {
 		want += "." + cfg.Domain
 	}
 	if want != "" {
-		if err := validHostname(want); err != nil {
-			return protocol.Errorf(protocol.CodeBindRefused, "--domain %q: %v", b.Domain, err)
+		name, err := reserve.Normalize(want)
+		if err != nil {
+			return protocol.Errorf(protocol.CodeBindRefused, "--domain %v", err)
 		}
-		t.Host = want
+		if err := ix.CanBind(a.account, name); err != nil {
+			code := protocol.CodeBindRefused
+			if errors.Is(err, reserve.ErrTaken) {
+				code = protocol.CodeBindConflict
+			}
+			return protocol.Errorf(code, "--domain %v", err)
+		}
+		t.Host = name
 		a.initTunnel(t)
-		if err := cfg.Table.AddHost(want, t); err != nil {
-			return protocol.Errorf(protocol.CodeBindConflict, "%s is already bound by another agent: choose another --domain, or stop the other agent", want)
+		if err := cfg.Table.AddHost(name, t); err != nil {
+			return protocol.Errorf(protocol.CodeBindConflict, "%s is already bound by another agent: choose another --domain, or stop the other agent", name)
 		}
 		return nil
 	}
 	for range 10 {
 		t.Host = randomName(8) + "." + cfg.Domain
+		if ix.CanBind(a.account, t.Host) != nil {
+			continue // reserved by another account
+		}
 		a.initTunnel(t)
 		if cfg.Table.AddHost(t.Host, t) == nil {
 			return nil
@@ -379,6 +403,15 @@ func (a *agent) bindTCP(b *protocol.Bind, t *route.Tunnel) error {
 		if !pr.Contains(p) {
 			return protocol.Errorf(protocol.CodeBindRefused, "--remote-addr %q: port %d is outside this relay's tcp range %d-%d", b.RemoteAddr, p, pr.Low, pr.High)
 		}
+		if cfg.Addrs != nil {
+			if err := cfg.Addrs.CanBind(a.account, p); err != nil {
+				code := protocol.CodeBindRefused
+				if errors.Is(err, reserve.ErrTaken) {
+					code = protocol.CodeBindConflict
+				}
+				return protocol.Errorf(code, "--remote-addr %v", err)
+			}
+		}
 		ports = []int{p}
 	} else {
 		n := pr.High - pr.Low + 1
@@ -388,7 +421,7 @@ func (a *agent) bindTCP(b *protocol.Bind, t *route.Tunnel) error {
 		}
 	}
 	for _, p := range ports {
-		if cfg.Table.Port(p) != nil {
+		if cfg.Table.Port(p) != nil || (b.RemoteAddr == "" && cfg.Addrs != nil && cfg.Addrs.Reserved(p)) {
 			continue
 		}
 		ln, err := net.Listen("tcp", net.JoinHostPort(cfg.TCPHost, strconv.Itoa(p)))
@@ -439,27 +472,6 @@ func randomName(n int) string {
 		b[0] = 'a' + b[0] - '0'
 	}
 	return string(b)
-}
-
-// validHostname checks a DNS name: labels of letters, digits and hyphens, 1-63 bytes each.
-func validHostname(h string) error {
-	if len(h) > 253 {
-		return errors.New("longer than 253 bytes")
-	}
-	for _, l := range strings.Split(h, ".") {
-		if l == "" || len(l) > 63 {
-			return fmt.Errorf("label %q must be 1-63 bytes", l)
-		}
-		if l[0] == '-' || l[len(l)-1] == '-' {
-			return fmt.Errorf("label %q may not start or end with '-'", l)
-		}
-		for _, c := range l {
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-') {
-				return fmt.Errorf("label %q: only letters, digits and '-' are allowed", l)
-			}
-		}
-	}
-	return nil
 }
 
 // CertCovers reports whether a certificate covers name (exact or one-level wildcard).

@@ -1,4 +1,4 @@
-// Package domain holds the relay's reserved domains in memory and applies the domain
+// Package reserve holds the relay's reserved domains and TCP addresses in memory and applies the domain
 // rules to them: who may reserve a name, who may bind it, and which reservation (and so
 // which certificate and TLS settings) covers a name the public asks for.
 //
@@ -11,7 +11,7 @@
 //   - names under the relay's base domain need no reservation (unless another account
 //     reserved them); any other name must be covered by the binding account's own
 //     reservation; wildcards are only bound where the account reserved them.
-package domain
+package reserve
 
 import (
 	"errors"
@@ -45,21 +45,21 @@ var (
 	ErrNotReserved = errors.New("not reserved by this account")
 )
 
-// Index is the in-memory set of reserved domains. It is safe for concurrent use; lookups
+// Domains is the in-memory set of reserved domains. It is safe for concurrent use; lookups
 // take a read lock only.
-type Index struct {
+type Domains struct {
 	base string // the relay's base domain, e.g. "tunnel.example.com"
 	mu   sync.RWMutex
 	m    map[string]Reservation // by Domain
 }
 
-// NewIndex returns an empty index for a relay whose random names live under base.
-func NewIndex(base string) *Index {
-	return &Index{base: sni.Normalize(base), m: make(map[string]Reservation)}
+// NewDomains returns an empty index for a relay whose random names live under base.
+func NewDomains(base string) *Domains {
+	return &Domains{base: sni.Normalize(base), m: make(map[string]Reservation)}
 }
 
 // Replace swaps the whole set (at startup, from the store).
-func (ix *Index) Replace(all []Reservation) {
+func (ix *Domains) Replace(all []Reservation) {
 	m := make(map[string]Reservation, len(all))
 	for _, r := range all {
 		m[r.Domain] = r
@@ -70,14 +70,14 @@ func (ix *Index) Replace(all []Reservation) {
 }
 
 // Put adds or updates one reservation.
-func (ix *Index) Put(r Reservation) {
+func (ix *Domains) Put(r Reservation) {
 	ix.mu.Lock()
 	ix.m[r.Domain] = r
 	ix.mu.Unlock()
 }
 
 // Delete removes the reservation of domain.
-func (ix *Index) Delete(domain string) {
+func (ix *Domains) Delete(domain string) {
 	ix.mu.Lock()
 	delete(ix.m, domain)
 	ix.mu.Unlock()
@@ -85,13 +85,13 @@ func (ix *Index) Delete(domain string) {
 
 // Lookup returns the most specific reservation covering name: the exact name, else the
 // nearest wildcard above it.
-func (ix *Index) Lookup(name string) (Reservation, bool) {
+func (ix *Domains) Lookup(name string) (Reservation, bool) {
 	ix.mu.RLock()
 	defer ix.mu.RUnlock()
 	return ix.lookup(name)
 }
 
-func (ix *Index) lookup(name string) (Reservation, bool) {
+func (ix *Domains) lookup(name string) (Reservation, bool) {
 	if r, ok := ix.m[name]; ok {
 		return r, true
 	}
@@ -156,7 +156,7 @@ func ValidHostname(h string) error {
 // reservation may cover it, and a wildcard may not cover another account's names. The
 // relay's base domain itself and a wildcard over it are never reservable: random names
 // live there.
-func (ix *Index) CanReserve(account, domain string) error {
+func (ix *Domains) CanReserve(account, domain string) error {
 	if ix.base != "" && (domain == ix.base || domain == "*."+ix.base) {
 		return fmt.Errorf("%s: random tunnel names live there; reserve a name below it, e.g. myapp.%s", domain, ix.base)
 	}
@@ -182,7 +182,7 @@ func (ix *Index) CanReserve(account, domain string) error {
 }
 
 // CanBind says whether account may bind name (normalised; may be a wildcard).
-func (ix *Index) CanBind(account, name string) error {
+func (ix *Domains) CanBind(account, name string) error {
 	r, ok := ix.Lookup(name)
 	switch {
 	case ok && r.AccountID != account:

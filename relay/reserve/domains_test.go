@@ -1,4 +1,4 @@
-package domain
+package reserve
 
 import (
 	"errors"
@@ -30,7 +30,7 @@ func TestNormalize(t *testing.T) {
 }
 
 func TestRules(t *testing.T) {
-	ix := NewIndex("tunnel.test")
+	ix := NewDomains("tunnel.test")
 	ix.Replace([]Reservation{
 		{ID: "rd_a1", AccountID: "A", Domain: "*.example.com"},
 		{ID: "rd_a2", AccountID: "A", Domain: "app.a-only.test"},
@@ -94,5 +94,26 @@ func TestRules(t *testing.T) {
 	ix.Delete("*.example.com")
 	if _, ok := ix.Lookup("bar.example.com"); ok {
 		t.Error("Lookup(bar.example.com) found a reservation after the wildcard was deleted")
+	}
+}
+
+func TestAddrs(t *testing.T) {
+	s := NewAddrs()
+	s.Replace([]Addr{{ID: "ra_1", AccountID: "A", Addr: "relay.test:40001", Port: 40001}})
+	if err := s.CanBind("A", 40001); err != nil {
+		t.Errorf("owner CanBind(40001) = %v, want nil", err)
+	}
+	if err := s.CanBind("B", 40001); !errors.Is(err, ErrTaken) {
+		t.Errorf("other account CanBind(40001) = %v, want ErrTaken", err)
+	}
+	if err := s.CanBind("A", 40002); !errors.Is(err, ErrNotReserved) {
+		t.Errorf("CanBind(unreserved 40002) = %v, want ErrNotReserved", err)
+	}
+	if !s.Reserved(40001) || s.Reserved(40002) {
+		t.Error("Reserved disagrees with the set")
+	}
+	s.Delete(40001)
+	if s.Reserved(40001) {
+		t.Error("Reserved(40001) after Delete")
 	}
 }
