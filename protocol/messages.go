@@ -131,6 +131,10 @@ type Bind struct {
 	Domain string `json:"domain,omitempty"`
 	// RemoteAddr is the requested public address (tcp), "" for any free port.
 	RemoteAddr string `json:"remote_addr,omitempty"`
+	// Rebind says Domain or RemoteAddr is what the relay gave this tunnel before a
+	// reconnect: the relay grants it again if it is free and nobody else reserved it,
+	// even where a chosen address would need the account's reservation.
+	Rebind bool `json:"rebind,omitempty"`
 	// TerminateAt says where TLS is terminated for tls tunnels.
 	TerminateAt string `json:"terminate_at,omitempty"`
 	// MutualTLSCAs is a PEM bundle of CAs the relay requires client certificates to chain

@@ -480,6 +480,7 @@ func (c *Client) bindOne(ctx context.Context, cs *control, e *entry) error {
 	prev := e.urls
 	c.mu.Unlock()
 	if len(prev) > 0 { // keep the same public URL across reconnects
+		b.Rebind = true
 		if h, p := hostPort(prev[0]); t.Proto == protocol.ProtoTCP {
 			b.RemoteAddr = net.JoinHostPort(h, p)
 		} else if b.Domain == "" {

@@ -32,8 +32,35 @@ type Config struct {
 	// the default certificate for <domain> and *.<domain>. Required (dev: issued by the dev CA).
 	TLSCert string `toml:"tls_cert"`
 	TLSKey  string `toml:"tls_key"`
-	// Data is the data directory (authtokens, dev CA). Default "./ferry-data".
+	// Data is the data directory (database, secret key, ACME state, dev CA). Default "./ferry-data".
 	Data string `toml:"data"`
+	// Database is where accounts, credentials, reserved domains and certificates live:
+	// empty (default) for SQLite in DATA/ferry.db, "sqlite:PATH", or "postgres://...".
+	Database string `toml:"database"`
+	// SecretKeyFile holds the key that encrypts uploaded private keys at rest (NaCl
+	// secretbox). Default DATA/secret.key, created 0600 on first start.
+	SecretKeyFile string `toml:"secret_key_file"`
+	// APIAddr is the management API's address (HTTP, bearer API keys). Default
+	// "127.0.0.1:4041"; empty disables it.
+	APIAddr string `toml:"api_addr"`
+	// CNAMETarget is the host users point their custom domains' CNAME records at
+	// (shown as cname_target). Default: Domain.
+	CNAMETarget string `toml:"cname_target"`
+	// ACMEEmail turns on automated certificates (ACME) for reserved domains, with this
+	// contact address. Empty (default) disables ACME.
+	ACMEEmail string `toml:"acme_email"`
+	// ACMECA is the ACME directory URL. Default Let's Encrypt's production directory.
+	ACMECA string `toml:"acme_ca"`
+	// ACMECARoot is a PEM file of roots to trust for the ACME server (a private CA such
+	// as Pebble); empty uses the system roots.
+	ACMECARoot string `toml:"acme_ca_root"`
+	// ACMEZone is the DNS zone this relay serves for DNS-01 challenges of wildcard
+	// domains (e.g. acme.tunnel.example.com, delegated to the relay with an NS record).
+	// Default "acme." + Domain.
+	ACMEZone string `toml:"acme_zone"`
+	// DNSAddr is where the relay answers DNS for ACMEZone (UDP and TCP), e.g. ":53".
+	// Empty (default) disables it, and with it wildcard certificates.
+	DNSAddr string `toml:"dns_addr"`
 	// LogFormat is "logfmt" (default) or "json".
 	LogFormat string `toml:"log_format"`
 	// LogLevel is "debug", "info" (default), "warn" or "error".
@@ -69,6 +96,8 @@ func Defaults() Config {
 		HTTPAddr:  ":80",
 		TCPPorts:  "10000-10999",
 		Data:      "./ferry-data",
+		APIAddr:   "127.0.0.1:4041",
+		ACMECA:    "https://acme-v02.api.letsencrypt.org/directory",
 		LogFormat: "logfmt",
 		LogLevel:  "info",
 	}
@@ -181,7 +210,7 @@ func ParsePorts(s string) (PortRange, error) {
 // Validate checks the configuration and says which key to fix.
 func (c *Config) Validate() error {
 	var errs []error
-	for _, a := range []struct{ key, v string }{{"quic_addr", c.QUICAddr}, {"https_addr", c.HTTPSAddr}, {"http_addr", c.HTTPAddr}} {
+	for _, a := range []struct{ key, v string }{{"quic_addr", c.QUICAddr}, {"https_addr", c.HTTPSAddr}, {"http_addr", c.HTTPAddr}, {"api_addr", c.APIAddr}, {"dns_addr", c.DNSAddr}} {
 		if a.v == "" {
 			continue // empty disables the listener
 		}
@@ -205,6 +234,12 @@ func (c *Config) Validate() error {
 	}
 	if (c.TLSCert == "") != (c.TLSKey == "") {
 		errs = append(errs, errors.New("--tls-cert and --tls-key go together: give both"))
+	}
+	if d := c.Database; d != "" && !strings.HasPrefix(d, "sqlite:") && !strings.HasPrefix(d, "postgres://") && !strings.HasPrefix(d, "postgresql://") {
+		errs = append(errs, fmt.Errorf("--database %q: want empty (SQLite in --data), sqlite:PATH or postgres://USER@HOST/DB", d))
+	}
+	if c.ACMEEmail != "" && !strings.Contains(c.ACMEEmail, "@") {
+		errs = append(errs, fmt.Errorf("--acme-email %q: want an email address for the ACME account", c.ACMEEmail))
 	}
 	switch c.LogFormat {
 	case "logfmt", "json":

@@ -21,6 +21,8 @@ func TestDefaults(t *testing.T) {
 		HTTPAddr:  ":80",
 		TCPPorts:  "10000-10999",
 		Data:      "./ferry-data",
+		APIAddr:   "127.0.0.1:4041",
+		ACMECA:    "https://acme-v02.api.letsencrypt.org/directory",
 		LogFormat: "logfmt",
 		LogLevel:  "info",
 	}
@@ -39,6 +41,8 @@ func TestApplyDev(t *testing.T) {
 		TCPPorts:  "40000-40099",
 		Domain:    "localhost",
 		Data:      "./ferry-data",
+		APIAddr:   "127.0.0.1:4041",
+		ACMECA:    "https://acme-v02.api.letsencrypt.org/directory",
 		LogFormat: "logfmt",
 		LogLevel:  "info",
 		Dev:       true,

@@ -21,9 +21,9 @@ import (
 	"github.com/ferrytunnel/ferry/protocol"
 	"github.com/ferrytunnel/ferry/protocol/transport"
 	"github.com/ferrytunnel/ferry/relay/config"
-	"github.com/ferrytunnel/ferry/relay/reserve"
 	"github.com/ferrytunnel/ferry/relay/edge"
 	"github.com/ferrytunnel/ferry/relay/module"
+	"github.com/ferrytunnel/ferry/relay/reserve"
 	"github.com/ferrytunnel/ferry/relay/route"
 	"github.com/ferrytunnel/ferry/relay/sni"
 )
@@ -404,7 +404,11 @@ func (a *agent) bindTCP(b *protocol.Bind, t *route.Tunnel) error {
 			return protocol.Errorf(protocol.CodeBindRefused, "--remote-addr %q: port %d is outside this relay's tcp range %d-%d", b.RemoteAddr, p, pr.Low, pr.High)
 		}
 		if cfg.Addrs != nil {
-			if err := cfg.Addrs.CanBind(a.account, p); err != nil {
+			err := cfg.Addrs.CanBind(a.account, p)
+			if b.Rebind && errors.Is(err, reserve.ErrNotReserved) {
+				err = nil // the port this tunnel had before the agent reconnected, unreserved
+			}
+			if err != nil {
 				code := protocol.CodeBindRefused
 				if errors.Is(err, reserve.ErrTaken) {
 					code = protocol.CodeBindConflict
