@@ -5,7 +5,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 BIN       := bin
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build test test-race test-long fuzz lint e2e tui-test inspect-ui demo bench bench-short clean
+.PHONY: all build test test-race test-postgres test-long fuzz lint e2e tui-test inspect-ui demo bench bench-short clean
 
 all: build
 
@@ -16,7 +16,14 @@ build:
 # The whole suite: race-checked unit and in-process end-to-end tests, the long
 # transfers without the race detector (1 GiB by hash), a short run of every fuzz
 # target, and the scripts/e2e.sh run against the built binaries.
-test: test-race test-long fuzz e2e tui-test inspect-ui
+test: test-race test-postgres test-long fuzz e2e tui-test inspect-ui
+
+# The store's suite again against a real PostgreSQL (Debian's package, installed if
+# missing when root), started on loopback for the run and removed after.
+test-postgres:
+	@d=$$(mktemp -d); dsn=$$(bash scripts/postgres.sh start $$d) || exit 1; \
+	FERRY_TEST_POSTGRES=$$dsn $(GO) test -race -count=1 -run 'Postgres' ./relay/store/...; rc=$$?; \
+	bash scripts/postgres.sh stop $$d >/dev/null; rm -rf $$d; exit $$rc
 
 test-race:
 	$(GO) test -race -count=1 -timeout 20m ./...

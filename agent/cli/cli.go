@@ -284,6 +284,7 @@ func newApp(env Env) *cli.App {
 					return nil
 				},
 			},
+			apiCommand(env),
 			{
 				Name:  "service",
 				Usage: "run `ferry start --all` as a systemd service",

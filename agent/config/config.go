@@ -29,6 +29,10 @@ type File struct {
 	RelayCA string `toml:"relay_ca"`
 	// APIAddr is the local API address (default 127.0.0.1:4040; "false" disables).
 	APIAddr string `toml:"api_addr"`
+	// APIKey and APIURL are for `ferry api`: the relay's management API key and URL
+	// (default http://127.0.0.1:4041).
+	APIKey string `toml:"api_key"`
+	APIURL string `toml:"api_url"`
 	// Log, LogFormat and LogLevel are as the --log, --log-format and --log-level flags.
 	Log       string `toml:"log"`
 	LogFormat string `toml:"log_format"`

@@ -1,4 +1,5 @@
-// Package cli is the `ferry-relay` command line: serving (with --dev), and `token create`.
+// Package cli is the `ferry-relay` command line: serving (with --dev), and the account,
+// token and apikey commands that work on its store.
 package cli
 
 import (
@@ -11,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/urfave/cli/v2"
 
@@ -62,7 +64,16 @@ func serveFlags() []cli.Flag {
 		&cli.StringFlag{Name: "domain", Usage: "base `DOMAIN`: tunnels get <random>.DOMAIN", DefaultText: "required, dev localhost"},
 		&cli.StringFlag{Name: "tls-cert", Usage: "the relay's certificate `FILE` (PEM chain) for DOMAIN and *.DOMAIN"},
 		&cli.StringFlag{Name: "tls-key", Usage: "the private key `FILE` (PEM) for --tls-cert"},
-		&cli.StringFlag{Name: "data", Usage: "data `DIR` (authtokens, dev CA)", DefaultText: d.Data},
+		&cli.StringFlag{Name: "data", Usage: "data `DIR` (database, secret key, ACME state, dev CA)", DefaultText: d.Data},
+		&cli.StringFlag{Name: "database", Usage: "`DSN` of the store: sqlite:PATH or postgres://USER@HOST/DB", DefaultText: "SQLite in DATA/ferry.db"},
+		&cli.StringFlag{Name: "secret-key-file", Usage: "`FILE` with the key that encrypts uploaded private keys", DefaultText: "DATA/secret.key, created 0600"},
+		&cli.StringFlag{Name: "api-addr", Usage: "management API `ADDR` (bearer API keys); empty disables", DefaultText: d.APIAddr},
+		&cli.StringFlag{Name: "cname-target", Usage: "`HOST` custom domains point their CNAME at", DefaultText: "DOMAIN"},
+		&cli.StringFlag{Name: "acme-email", Usage: "turn on automated certificates for reserved domains, with this contact `EMAIL`"},
+		&cli.StringFlag{Name: "acme-ca", Usage: "ACME directory `URL`", DefaultText: "Let's Encrypt"},
+		&cli.StringFlag{Name: "acme-ca-root", Usage: "PEM `FILE` of roots to trust for the ACME server (private CAs such as Pebble)"},
+		&cli.StringFlag{Name: "acme-zone", Usage: "DNS `ZONE` the relay serves for wildcard DNS-01 challenges", DefaultText: "acme.DOMAIN"},
+		&cli.StringFlag{Name: "dns-addr", Usage: "`ADDR` (UDP+TCP) where the relay answers DNS for --acme-zone, e.g. :53; empty disables"},
 		&cli.StringFlag{Name: "log-format", Usage: "logfmt or json", DefaultText: d.LogFormat},
 		&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", DefaultText: d.LogLevel},
 		&cli.StringFlag{Name: "pprof-addr", Usage: "serve Go's pprof profiles on `ADDR` (e.g. 127.0.0.1:6060); off by default"},
@@ -90,27 +101,62 @@ func newApp(env Env) *cli.App {
 		},
 		Commands: []*cli.Command{
 			{
+				Name:  "account",
+				Usage: "manage accounts (each has its own authtokens, API keys, domains and addresses)",
+				Subcommands: []*cli.Command{
+					{
+						Name:      "create",
+						Usage:     "create an account",
+						ArgsUsage: "NAME",
+						Flags:     storeFlags(),
+						Action: func(c *cli.Context) error {
+							if c.NArg() != 1 {
+								return usageError{errors.New("account create needs one NAME, e.g. ferry-relay account create acme")}
+							}
+							return withStore(c, func(ctx context.Context, st *store.Store) error {
+								a, err := st.CreateAccount(ctx, c.Args().First())
+								if err != nil {
+									return err
+								}
+								fmt.Fprintf(env.Stdout, "%s\t%s\n", a.ID, a.Name)
+								return nil
+							})
+						},
+					},
+					{
+						Name:  "list",
+						Usage: "list accounts",
+						Flags: storeFlags(),
+						Action: func(c *cli.Context) error {
+							return withStore(c, func(ctx context.Context, st *store.Store) error {
+								as, err := st.ListAccounts(ctx)
+								for _, a := range as {
+									fmt.Fprintf(env.Stdout, "%s\t%s\t%s\n", a.ID, a.Name, a.CreatedAt.Format(time.RFC3339))
+								}
+								return err
+							})
+						},
+					},
+				},
+			},
+			{
 				Name:  "token",
-				Usage: "manage authtokens",
+				Usage: "manage agent authtokens",
 				Subcommands: []*cli.Command{{
-					Name:  "create",
-					Usage: "create an authtoken and print it (only its hash is stored)",
-					Flags: []cli.Flag{
-						&cli.StringFlag{Name: "data", Usage: "data `DIR`", Value: config.Defaults().Data},
-						&cli.StringFlag{Name: "account", Usage: "account `NAME` the token belongs to", Value: "default"},
-					},
-					Action: func(c *cli.Context) error {
-						tokens, err := store.OpenTokens(c.String("data"))
-						if err != nil {
-							return err
-						}
-						tok, err := tokens.Create(c.String("account"))
-						if err != nil {
-							return err
-						}
-						fmt.Fprintln(env.Stdout, tok)
-						return nil
-					},
+					Name:   "create",
+					Usage:  "create an authtoken and print it (only its hash is stored)",
+					Flags:  secretFlags(),
+					Action: func(c *cli.Context) error { return createSecret(c, env, (*store.Store).CreateCredential) },
+				}},
+			},
+			{
+				Name:  "apikey",
+				Usage: "manage management-API keys",
+				Subcommands: []*cli.Command{{
+					Name:   "create",
+					Usage:  "create an API key and print it (only its hash is stored)",
+					Flags:  secretFlags(),
+					Action: func(c *cli.Context) error { return createSecret(c, env, (*store.Store).CreateAPIKey) },
 				}},
 			},
 			{
@@ -145,6 +191,9 @@ func loadConfig(c *cli.Context) (config.Config, error) {
 		"quic-addr": &cfg.QUICAddr, "https-addr": &cfg.HTTPSAddr, "http-addr": &cfg.HTTPAddr,
 		"tcp-ports": &cfg.TCPPorts, "domain": &cfg.Domain, "tls-cert": &cfg.TLSCert, "tls-key": &cfg.TLSKey,
 		"data": &cfg.Data, "log-format": &cfg.LogFormat, "log-level": &cfg.LogLevel, "pprof-addr": &cfg.PprofAddr,
+		"database": &cfg.Database, "secret-key-file": &cfg.SecretKeyFile, "api-addr": &cfg.APIAddr,
+		"cname-target": &cfg.CNAMETarget, "acme-email": &cfg.ACMEEmail, "acme-ca": &cfg.ACMECA,
+		"acme-ca-root": &cfg.ACMECARoot, "acme-zone": &cfg.ACMEZone, "dns-addr": &cfg.DNSAddr,
 	}
 	for name, field := range fields {
 		if c.IsSet(name) {
@@ -162,10 +211,18 @@ func serve(c *cli.Context, env Env) error {
 	if err != nil {
 		return err
 	}
-	var devToken string
+	if err := os.MkdirAll(cfg.Data, 0o700); err != nil {
+		return fmt.Errorf("--data %s: %w", cfg.Data, err)
+	}
+	st, err := store.Open(c.Context, cfg.Database, cfg.Data)
+	if err != nil {
+		return fmt.Errorf("--database: %w", err)
+	}
+	defer st.Close()
+	var dev devSecrets
 	var devCA *cert.DevCA
 	if cfg.Dev {
-		if devCA, devToken, err = prepareDev(&cfg); err != nil {
+		if devCA, dev, err = prepareDev(c.Context, &cfg, st); err != nil {
 			return err
 		}
 	}
@@ -188,7 +245,7 @@ func serve(c *cli.Context, env Env) error {
 		}
 		defer stop()
 	}
-	srv, err := server.New(server.Options{Config: cfg, Log: log, Version: env.Version, DevCA: devCA})
+	srv, err := server.New(server.Options{Config: cfg, Store: st, Log: log, Version: env.Version, DevCA: devCA})
 	if err != nil {
 		return err
 	}
@@ -196,44 +253,71 @@ func serve(c *cli.Context, env Env) error {
 		return err
 	}
 	if cfg.Dev {
-		printDev(env.Stdout, cfg, srv, devToken)
+		printDev(env.Stdout, cfg, srv, dev)
 	}
 	return srv.Serve(c.Context)
 }
 
-// prepareDev creates the dev CA, the relay certificate and an authtoken in the data dir.
-func prepareDev(cfg *config.Config) (*cert.DevCA, string, error) {
+// devSecrets are the dev relay's authtoken and API key.
+type devSecrets struct{ token, apiKey string }
+
+// prepareDev creates the dev CA, the relay certificate, and the "dev" account with an
+// authtoken and an API key. Both are kept in plain text in the data dir (dev only) so the
+// printed commands stay the same across restarts.
+func prepareDev(ctx context.Context, cfg *config.Config, st *store.Store) (*cert.DevCA, devSecrets, error) {
+	var sec devSecrets
 	ca, err := cert.LoadOrCreateDevCA(cfg.Data)
 	if err != nil {
-		return nil, "", err
+		return nil, sec, err
 	}
 	if cfg.TLSCert == "" && cfg.TLSKey == "" {
 		names := []string{cfg.Domain, "*." + cfg.Domain}
 		if _, err := cert.LoadOrCreateDevLeaf(cfg.Data, ca, names, []net.IP{net.IPv4(127, 0, 0, 1), net.IPv6loopback}); err != nil {
-			return nil, "", err
+			return nil, sec, err
 		}
 		cfg.TLSCert = filepath.Join(cfg.Data, cert.LeafCertFile)
 		cfg.TLSKey = filepath.Join(cfg.Data, cert.LeafKeyFile)
 	}
-	tokens, err := store.OpenTokens(cfg.Data)
+	acct, err := st.AccountByName(ctx, "dev")
+	if errors.Is(err, store.ErrNotFound) {
+		acct, err = st.CreateAccount(ctx, "dev")
+	}
 	if err != nil {
-		return nil, "", err
+		return nil, sec, err
 	}
-	path := filepath.Join(cfg.Data, devTokenFile)
-	if b, err := os.ReadFile(path); err == nil {
-		tok := strings.TrimSpace(string(b))
-		if _, err := tokens.Verify(tok); err == nil {
-			return ca, tok, nil
-		}
-	}
-	tok, err := tokens.Create("dev")
+	sec.token, err = devSecret(filepath.Join(cfg.Data, devTokenFile),
+		func(t string) error { _, err := st.VerifyCredential(ctx, t); return err },
+		func() (string, error) {
+			c, err := st.CreateCredential(ctx, acct.ID, "dev relay", "")
+			return c.Token, err
+		})
 	if err != nil {
-		return nil, "", err
+		return nil, sec, err
 	}
-	return ca, tok, os.WriteFile(path, []byte(tok+"\n"), 0o600)
+	sec.apiKey, err = devSecret(filepath.Join(cfg.Data, devAPIKeyFile),
+		func(t string) error { _, err := st.VerifyAPIKey(ctx, t); return err },
+		func() (string, error) { k, err := st.CreateAPIKey(ctx, acct.ID, "dev relay", ""); return k.Token, err })
+	return ca, sec, err
 }
 
-func printDev(w io.Writer, cfg config.Config, srv *server.Server, token string) {
+// devAPIKeyFile keeps the dev relay's API key in plain text (dev only).
+const devAPIKeyFile = "dev-apikey"
+
+// devSecret returns the secret kept in path if the store still knows it, else a new one.
+func devSecret(path string, verify func(string) error, create func() (string, error)) (string, error) {
+	if b, err := os.ReadFile(path); err == nil {
+		if tok := strings.TrimSpace(string(b)); verify(tok) == nil {
+			return tok, nil
+		}
+	}
+	tok, err := create()
+	if err != nil {
+		return "", err
+	}
+	return tok, os.WriteFile(path, []byte(tok+"\n"), 0o600)
+}
+
+func printDev(w io.Writer, cfg config.Config, srv *server.Server, sec devSecrets) {
 	ca := filepath.Join(cfg.Data, cert.CACertFile)
 	fmt.Fprintf(w, "ferry-relay is running in dev mode: everything on 127.0.0.1, throwaway CA in %s\n\n", ca)
 	fmt.Fprintf(w, "  agents (QUIC):  %s/udp\n", srv.QUICAddr())
@@ -243,6 +327,82 @@ func printDev(w io.Writer, cfg config.Config, srv *server.Server, token string) 
 	if a := srv.HTTPAddr(); a != nil {
 		fmt.Fprintf(w, "  public HTTP:    %s\n", a)
 	}
-	fmt.Fprintf(w, "  tcp tunnels:    ports %s\n\n", cfg.TCPPorts)
-	fmt.Fprintf(w, "Expose a local port (here 8080) with:\n\n  ferry http 8080 --relay %s --relay-ca %s --authtoken %s\n\n", srv.QUICAddr(), ca, token)
+	fmt.Fprintf(w, "  tcp tunnels:    ports %s\n", cfg.TCPPorts)
+	if a := srv.APIAddr(); a != nil {
+		fmt.Fprintf(w, "  management API: http://%s (API key %s)\n", a, sec.apiKey)
+	}
+	fmt.Fprintf(w, "\nExpose a local port (here 8080) with:\n\n  ferry http 8080 --relay %s --relay-ca %s --authtoken %s\n\n", srv.QUICAddr(), ca, sec.token)
+}
+
+// storeFlags locate the relay's store for the management subcommands.
+func storeFlags() []cli.Flag {
+	return []cli.Flag{
+		&cli.StringFlag{Name: "config", Usage: "the relay's TOML configuration `FILE` (for data and database)"},
+		&cli.StringFlag{Name: "data", Usage: "data `DIR`", DefaultText: config.Defaults().Data},
+		&cli.StringFlag{Name: "database", Usage: "`DSN`: sqlite:PATH or postgres://... (default: SQLite in --data)"},
+	}
+}
+
+func secretFlags() []cli.Flag {
+	return append(storeFlags(),
+		&cli.StringFlag{Name: "account", Usage: "account `NAME` it belongs to (\"default\" is created when first used)", Value: "default"},
+		&cli.StringFlag{Name: "description", Usage: "what it is for, shown in the API"},
+	)
+}
+
+// withStore opens the store the relay's flags or config name and runs fn.
+func withStore(c *cli.Context, fn func(context.Context, *store.Store) error) error {
+	cfg := config.Defaults()
+	if path := c.String("config"); path != "" {
+		if err := cfg.Load(path); err != nil {
+			return usageError{err}
+		}
+	}
+	if c.IsSet("data") {
+		cfg.Data = c.String("data")
+	}
+	if c.IsSet("database") {
+		cfg.Database = c.String("database")
+	}
+	st, err := store.Open(c.Context, cfg.Database, cfg.Data)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	return fn(c.Context, st)
+}
+
+// accountID finds an account by name; "default" is created on first use.
+func accountID(ctx context.Context, st *store.Store, name string) (string, error) {
+	a, err := st.AccountByName(ctx, name)
+	if errors.Is(err, store.ErrNotFound) && name == "default" {
+		a, err = st.CreateAccount(ctx, name)
+	}
+	if errors.Is(err, store.ErrNotFound) {
+		return "", fmt.Errorf("no account %q: create it with `ferry-relay account create %s`", name, name)
+	}
+	return a.ID, err
+}
+
+// createSecret creates an authtoken or API key and prints it once.
+func createSecret[T interface {
+	store.Credential | store.APIKey
+}](c *cli.Context, env Env, create func(*store.Store, context.Context, string, string, string) (T, error)) error {
+	return withStore(c, func(ctx context.Context, st *store.Store) error {
+		id, err := accountID(ctx, st, c.String("account"))
+		if err != nil {
+			return err
+		}
+		k, err := create(st, ctx, id, c.String("description"), "")
+		if err != nil {
+			return err
+		}
+		switch k := any(k).(type) {
+		case store.Credential:
+			fmt.Fprintln(env.Stdout, k.Token)
+		case store.APIKey:
+			fmt.Fprintln(env.Stdout, k.Token)
+		}
+		return nil
+	})
 }

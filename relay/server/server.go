@@ -9,15 +9,20 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/ferrytunnel/ferry/protocol"
 	"github.com/ferrytunnel/ferry/protocol/transport"
+	"github.com/ferrytunnel/ferry/relay/api"
 	"github.com/ferrytunnel/ferry/relay/cert"
 	"github.com/ferrytunnel/ferry/relay/config"
 	"github.com/ferrytunnel/ferry/relay/edge"
+	"github.com/ferrytunnel/ferry/relay/reserve"
 	"github.com/ferrytunnel/ferry/relay/route"
 	"github.com/ferrytunnel/ferry/relay/session"
 	"github.com/ferrytunnel/ferry/relay/store"
@@ -31,7 +36,10 @@ type Options struct {
 	// DevCA, when set, issues a certificate for each name the edge terminates (dev mode:
 	// browsers and curl refuse a *.localhost wildcard, so every name gets its own leaf).
 	DevCA *cert.DevCA
-	// Auth verifies authtokens; nil opens the token store in Config.Data.
+	// Store holds accounts, credentials, reservations and certificates; nil opens
+	// Config.Database (SQLite in Config.Data by default), closed with the server.
+	Store *store.Store
+	// Auth verifies authtokens; nil checks them against Store's credentials.
 	Auth    session.Authenticator
 	Log     *slog.Logger
 	Version string
@@ -46,6 +54,15 @@ type Server struct {
 	cert  *tls.Certificate
 	table *route.Table
 	edge  *edge.Edge
+
+	store     *store.Store
+	ownStore  bool
+	keybox    *cert.Keybox
+	domains   *reserve.Domains
+	addrs     *reserve.Addrs
+	uploaded  sync.Map // certificate id → *tls.Certificate, opened from the store
+	apiLn     net.Listener
+	apiServer *http.Server
 
 	devCerts     sync.Map // name → *tls.Certificate, issued by DevCA
 	devCertCount atomic.Int64
@@ -71,21 +88,123 @@ func New(opts Options) (*Server, error) {
 		}
 		s.cert = &c
 	}
-	if s.opts.Auth == nil {
-		tokens, err := store.OpenTokens(opts.Config.Data)
-		if err != nil {
-			return nil, err
-		}
-		s.opts.Auth = tokens
+	if err := s.openStore(); err != nil {
+		return nil, err
 	}
 	return s, nil
 }
 
-// Listen binds the QUIC, HTTPS and HTTP sockets. An address in use is an error naming the flag.
-func (s *Server) Listen() error {
+// openStore opens the database and the secret key, and loads the reservations into memory.
+func (s *Server) openStore() error {
+	c := &s.opts.Config
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s.store = s.opts.Store
+	if s.store == nil {
+		st, err := store.Open(ctx, c.Database, c.Data)
+		if err != nil {
+			return err
+		}
+		s.store, s.ownStore = st, true
+	}
+	// A key file the operator names must exist (a typo must not mint a new key that
+	// cannot open the stored certificates); the default one is created on first start.
+	keyFile := c.SecretKeyFile
+	var kb *cert.Keybox
+	var created bool
+	var err error
+	if keyFile != "" {
+		kb, err = cert.LoadKeybox(keyFile)
+	} else {
+		keyFile = filepath.Join(c.Data, cert.SecretKeyFile)
+		kb, created, err = cert.OpenOrCreateKeybox(keyFile)
+	}
+	if err != nil {
+		s.closeStore()
+		return fmt.Errorf("--secret-key-file: %w", err)
+	}
+	if created {
+		s.log.Info("created the secret key that encrypts uploaded private keys; back it up with the database", "file", keyFile)
+	}
+	s.keybox = kb
+	s.domains = reserve.NewDomains(c.Domain)
+	s.addrs = reserve.NewAddrs()
+	if err := s.loadReservations(ctx); err != nil {
+		s.closeStore()
+		return err
+	}
+	if s.opts.Auth == nil {
+		s.opts.Auth = credentials{s.store}
+	}
+	return nil
+}
+
+func (s *Server) loadReservations(ctx context.Context) error {
+	ds, err := s.store.AllReservedDomains(ctx)
+	if err != nil {
+		return fmt.Errorf("load reserved domains: %w", err)
+	}
+	rs := make([]reserve.Reservation, len(ds))
+	for i, d := range ds {
+		rs[i] = api.Reservation(d)
+	}
+	s.domains.Replace(rs)
+	as, err := s.store.AllReservedAddrs(ctx)
+	if err != nil {
+		return fmt.Errorf("load reserved addresses: %w", err)
+	}
+	ra := make([]reserve.Addr, len(as))
+	for i, a := range as {
+		ra[i] = api.AddrReservation(a)
+	}
+	s.addrs.Replace(ra)
+	return nil
+}
+
+// Reload reads the reservations from the store again and drops cached certificates (for
+// changes made to the store behind the management API's back, such as tests or a second
+// relay sharing a PostgreSQL database).
+func (s *Server) Reload(ctx context.Context) error {
+	s.uploaded.Clear()
+	return s.loadReservations(ctx)
+}
+
+func (s *Server) closeStore() {
+	if s.ownStore {
+		s.store.Close()
+	}
+}
+
+// Store returns the relay's store (for tests and the command line).
+func (s *Server) Store() *store.Store { return s.store }
+
+// credentials checks agents' authtokens against the store.
+type credentials struct{ st *store.Store }
+
+func (c credentials) Verify(token string) (session.Account, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	cr, err := c.st.VerifyCredential(ctx, token)
+	if err != nil {
+		return session.Account{}, err
+	}
+	a, err := c.st.GetAccount(ctx, cr.AccountID)
+	if err != nil {
+		return session.Account{}, err
+	}
+	return session.Account{ID: a.ID, Name: a.Name}, nil
+}
+
+// Listen binds the QUIC, HTTPS, HTTP and API sockets. An address in use is an error
+// naming the flag; after an error the server is closed (its store too).
+func (s *Server) Listen() (err error) {
+	defer func() {
+		if err != nil {
+			s.closeStore()
+		}
+	}()
 	c := &s.opts.Config
 	tlsConf := &tls.Config{Certificates: []tls.Certificate{*s.cert}, MinVersion: tls.VersionTLS13}
-	var err error
 	if s.quicLn, err = transport.ListenQUIC(c.QUICAddr, tlsConf); err != nil {
 		return fmt.Errorf("--quic-addr %s: %w", c.QUICAddr, err)
 	}
@@ -101,8 +220,17 @@ func (s *Server) Listen() error {
 			return fmt.Errorf("--http-addr %s: %w", c.HTTPAddr, err)
 		}
 	}
+	if c.APIAddr != "" {
+		if s.apiLn, err = net.Listen("tcp", c.APIAddr); err != nil {
+			s.closeListeners(true)
+			return fmt.Errorf("--api-addr %s: %w (another relay running? pass --api-addr HOST:PORT, or an empty value to turn the API off)", c.APIAddr, err)
+		}
+	}
 	return nil
 }
+
+// APIAddr returns the bound management API address, or nil.
+func (s *Server) APIAddr() net.Addr { return addrOf(s.apiLn) }
 
 // QUICAddr, HTTPSAddr and HTTPAddr return the bound addresses (after Listen).
 func (s *Server) QUICAddr() net.Addr { return s.quicLn.Addr() }
@@ -134,7 +262,7 @@ func portOf(a net.Addr) int {
 
 // closeListeners closes the public TCP listeners and, with quic, the QUIC listener too.
 func (s *Server) closeListeners(quic bool) {
-	for _, ln := range []net.Listener{s.httpsLn, s.httpLn} {
+	for _, ln := range []net.Listener{s.httpsLn, s.httpLn, s.apiLn} {
 		if ln != nil {
 			ln.Close()
 		}
@@ -158,10 +286,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.edge = edge.New(edge.Config{Table: s.table, Certificate: s.certificate, Log: s.log,
 		Agent: func(c net.Conn) { s.serveTCPAgent(ctx, sessions, c, agentTLS) }})
 	sessions = session.NewServer(session.Config{
-		Table: s.table, Edge: s.edge, Auth: s.opts.Auth, Domain: c.Domain,
+		Table: s.table, Edge: s.edge, Auth: s.opts.Auth, Domain: c.Domain, Domains: s.domains, Addrs: s.addrs,
 		HTTPSPort: portOf(s.HTTPSAddr()), HTTPPort: portOf(s.HTTPAddr()),
 		TCPHost: tcpHost, TCPPorts: ports,
-		HasCert: func(name string) bool { return s.opts.DevCA != nil || session.CertCovers(s.cert, name) },
+		HasCert: s.hasCert,
 		Version: s.opts.Version, Log: s.log, Capabilities: s.opts.Capabilities,
 	})
 
@@ -172,6 +300,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.httpLn != nil {
 		wg.Go(func() { s.edge.ServeHTTP(s.httpLn) }) //nolint:errcheck
 	}
+	if s.apiLn != nil {
+		s.apiServer = s.newAPIServer(ports, tcpHost)
+		wg.Go(func() { s.apiServer.Serve(s.apiLn) }) //nolint:errcheck // ends with Close
+	}
 	wg.Go(func() {
 		for {
 			qc, err := s.quicLn.Accept(ctx)
@@ -181,7 +313,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			wg.Go(func() { sessions.Serve(ctx, transport.NewQUICSession(qc)) }) //nolint:errcheck // logged inside
 		}
 	})
-	s.log.Info("relay started", "quic", s.QUICAddr(), "https", s.HTTPSAddr(), "http", s.HTTPAddr(),
+	s.log.Info("relay started", "quic", s.QUICAddr(), "https", s.HTTPSAddr(), "http", s.HTTPAddr(), "api", s.APIAddr(),
 		"domain", c.Domain, "tcp_ports", c.TCPPorts)
 	<-ctx.Done()
 	s.log.Info("relay shutting down")
@@ -189,9 +321,13 @@ func (s *Server) Serve(ctx context.Context) error {
 	// a shutting_down close), and only then close the QUIC socket.
 	s.quicLn.Listener.Close()
 	s.closeListeners(false)
+	if s.apiServer != nil {
+		s.apiServer.Close()
+	}
 	s.edge.Close()
 	wg.Wait()
 	s.quicLn.Close()
+	s.closeStore()
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
 	}
@@ -221,8 +357,13 @@ func (s *Server) serveTCPAgent(ctx context.Context, sessions *session.Server, c 
 // maxDevCerts bounds the dev certificate cache.
 const maxDevCerts = 1000
 
-// certificate returns the certificate for terminating TLS for name.
+// certificate returns the certificate for terminating TLS for name: the one uploaded and
+// attached to the reserved domain covering name, else the relay's own (or, in dev mode,
+// one the dev CA issues).
 func (s *Server) certificate(name string) (*tls.Certificate, error) {
+	if c := s.reservedCert(name); c != nil {
+		return c, nil
+	}
 	if s.opts.DevCA == nil || name == "" {
 		return s.cert, nil
 	}
@@ -240,4 +381,69 @@ func (s *Server) certificate(name string) (*tls.Certificate, error) {
 	}
 	actual, _ := s.devCerts.LoadOrStore(name, &c)
 	return actual.(*tls.Certificate), nil
+}
+
+// reservedCert returns the certificate attached to the reservation covering name, or nil.
+// Attaching or detaching takes effect on the next handshake: the reservation is looked
+// up every time and only the opened certificate is cached.
+func (s *Server) reservedCert(name string) *tls.Certificate {
+	r, ok := s.domains.Lookup(name)
+	if !ok || r.CertificateID == "" {
+		return nil
+	}
+	if c, ok := s.uploaded.Load(r.CertificateID); ok {
+		return c.(*tls.Certificate)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	rec, err := s.store.GetTLSCertificate(ctx, r.AccountID, r.CertificateID)
+	if err != nil {
+		s.log.Error("load attached certificate", "domain", r.Domain, "certificate_id", r.CertificateID, "err", err)
+		return nil
+	}
+	c, err := cert.LoadSealed(rec.CertificatePEM, rec.SealedKey, s.keybox)
+	if err != nil {
+		s.log.Error("open attached certificate", "domain", r.Domain, "certificate_id", r.CertificateID, "err", err)
+		return nil
+	}
+	s.uploaded.Store(r.CertificateID, c)
+	return c
+}
+
+// hasCert reports whether the edge can terminate TLS for name with a certificate that
+// covers it (for bind warnings and refusals).
+func (s *Server) hasCert(name string) bool {
+	if c := s.reservedCert(name); c != nil {
+		return session.CertCovers(c, name)
+	}
+	return s.opts.DevCA != nil || session.CertCovers(s.cert, name)
+}
+
+// newAPIServer builds the management API's HTTP server.
+func (s *Server) newAPIServer(ports config.PortRange, tcpHost string) *http.Server {
+	c := &s.opts.Config
+	target := c.CNAMETarget
+	if target == "" {
+		target = c.Domain
+	}
+	h := api.New(api.Config{
+		Store: s.store, Keybox: s.keybox, Domains: s.domains, Addrs: s.addrs,
+		CNAMETarget: target, AddrHost: c.Domain, TCPLow: ports.Low, TCPHigh: ports.High,
+		PortFree: func(p int) bool {
+			if s.table.Port(p) != nil {
+				return false
+			}
+			ln, err := net.Listen("tcp", net.JoinHostPort(tcpHost, strconv.Itoa(p)))
+			if err != nil {
+				return false
+			}
+			ln.Close()
+			return true
+		},
+		Changed: func() { s.uploaded.Clear() },
+		Log:     s.log.With("component", "api"),
+	})
+	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
+		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
 }

@@ -126,22 +126,39 @@ func testTCP1000Concurrent(t *testing.T, r *relayEnv) {
 
 func TestTCPRemoteAddr(t *testing.T) {
 	r := newRelay(t)
-	first := r.startAgent(&forward.Tunnel{Name: "a", Proto: "tcp", Addr: echoServer(t)})
-	hp := strings.TrimPrefix(first.url(t, "tcp"), "tcp://")
-	// The same address again is refused while bound.
-	cfg := r.agentConfig(&forward.Tunnel{Name: "b", Proto: "tcp", Addr: echoServer(t), RemoteAddr: hp})
-	_, err := r.tryAgent(cfg)
+	pr := r.Ports()
+	port := pr.Low + 7
+	hp := fmt.Sprintf("%s:%d", domain, port)
+	// A chosen address must be reserved by the account first.
+	_, err := r.tryAgent(r.agentConfig(&forward.Tunnel{Name: "a", Proto: "tcp", Addr: echoServer(t), RemoteAddr: hp}))
 	var se *session.Error
+	if !errors.As(err, &se) || se.Kind != session.KindBind || !strings.Contains(err.Error(), "not reserved") {
+		t.Fatalf("bind of unreserved %s = %v, want a bind error saying not reserved", hp, err)
+	}
+	r.ReserveAddr(t, "", port)
+	first := r.startAgent(&forward.Tunnel{Name: "a", Proto: "tcp", Addr: echoServer(t), RemoteAddr: hp})
+	if got := first.url(t, "tcp"); got != "tcp://"+hp {
+		t.Fatalf("reserved bind URL = %s, want tcp://%s", got, hp)
+	}
+	// The same address again is refused while bound.
+	_, err = r.tryAgent(r.agentConfig(&forward.Tunnel{Name: "b", Proto: "tcp", Addr: echoServer(t), RemoteAddr: hp}))
 	if !errors.As(err, &se) || se.Kind != session.KindBind || !strings.Contains(err.Error(), "already in use") {
 		t.Fatalf("second bind of %s = %v, want a bind error saying already in use", hp, err)
+	}
+	// Another account may not bind it, even while it is free.
+	_, other := r.NewAccount(t, "other")
+	cfg := r.agentConfig(&forward.Tunnel{Name: "c", Proto: "tcp", Addr: echoServer(t), RemoteAddr: hp})
+	cfg.Authtoken = other
+	first.stop(t)
+	if _, err = r.tryAgent(cfg); err == nil || !strings.Contains(err.Error(), "reserved by another account") {
+		t.Fatalf("other account's bind of %s = %v, want reserved by another account", hp, err)
 	}
 	// Out of range is refused with the range in the message.
 	cfg = r.agentConfig(&forward.Tunnel{Name: "c", Proto: "tcp", Addr: echoServer(t), RemoteAddr: domain + ":1"})
 	if _, err = r.tryAgent(cfg); err == nil || !strings.Contains(err.Error(), "outside this relay's tcp range") {
 		t.Fatalf("bind port 1 = %v, want outside-range error", err)
 	}
-	// After the first agent stops, its address is free again.
-	first.stop(t)
+	// After the first agent stopped, its address is the owner's again.
 	waitFor(t, "port freed", func() bool {
 		a, err := r.tryAgent(r.agentConfig(&forward.Tunnel{Name: "d", Proto: "tcp", Addr: echoServer(t), RemoteAddr: hp}))
 		return err == nil && a.url(t, "tcp") == "tcp://"+hp
@@ -269,6 +286,7 @@ func testTLSEdgeTermination(t *testing.T, r *relayEnv) {
 		t.Errorf("wrong CA: err = %v, want alert bad certificate", err)
 	}
 	// Edge termination for a name the relay holds no certificate for is refused at bind.
+	r.ReserveDomain(t, "", "app.example.com")
 	_, err = r.tryAgent(r.agentConfig(&forward.Tunnel{Name: "x", Proto: "tls", Addr: echoServer(t), Domain: "app.example.com", TerminateAt: "edge"}))
 	if err == nil || !strings.Contains(err.Error(), "no certificate for app.example.com") {
 		t.Errorf("edge bind without a certificate = %v, want refusal naming the domain", err)

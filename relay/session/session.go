@@ -36,8 +36,12 @@ const MaxTunnelsPerSession = 1000
 
 // Authenticator checks an authtoken and returns its account.
 type Authenticator interface {
-	Verify(token string) (account string, err error)
+	Verify(token string) (Account, error)
 }
+
+// Account is who an authtoken belongs to: ID decides which names it may bind, Name is
+// shown to the agent and in logs.
+type Account struct{ ID, Name string }
 
 // Config configures the session server.
 type Config struct {
@@ -139,15 +143,15 @@ func (a *agent) run(ctx context.Context) error {
 	if err := protocol.ReadMsg(ctrl, protocol.MaxPreAuthFrame, protocol.TypeAuth, &auth); err != nil {
 		return handshakeErr("auth", err)
 	}
-	account, err := a.srv.cfg.Auth.Verify(auth.Authtoken)
+	acct, err := a.srv.cfg.Auth.Verify(auth.Authtoken)
 	if err != nil {
 		return protocol.Errorf(protocol.CodeAuthFailed,
 			"authtoken not recognised by this relay: create one on the relay with `ferry-relay token create` and pass it with --authtoken or FERRY_AUTHTOKEN")
 	}
 	sid := randomName(12)
-	a.account = account
-	a.log = a.log.With("session", sid, "account", account)
-	if err := a.send(protocol.TypeAuthResp, &protocol.AuthResp{SessionID: sid, Account: account}); err != nil {
+	a.account = acct.ID
+	a.log = a.log.With("session", sid, "account", acct.Name)
+	if err := a.send(protocol.TypeAuthResp, &protocol.AuthResp{SessionID: sid, Account: acct.Name}); err != nil {
 		return err
 	}
 	ctrl.SetReadDeadline(time.Time{})

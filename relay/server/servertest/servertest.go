@@ -29,14 +29,18 @@ type Options struct {
 	SamePort bool
 	// Log receives the relay's log (default: the test's output).
 	Log *slog.Logger
+	// APIAddr turns the management API on (e.g. "127.0.0.1:0"); default off.
+	APIAddr string
 }
 
 // Relay is one running relay.
 type Relay struct {
-	Srv    *server.Server
-	CA     *certtest.CA
-	Token  string
-	Tokens *store.Tokens
+	Srv   *server.Server
+	CA    *certtest.CA
+	Token string
+	// Store is the relay's store; Account the id of the account Token belongs to.
+	Store   *store.Store
+	Account string
 	// Opts are the server options, editable before Restart.
 	Opts server.Options
 
@@ -57,11 +61,16 @@ func Start(t testing.TB, o Options) *Relay {
 	ca := certtest.NewCA(t, "Ferry Test Relay CA")
 	leaf := ca.Server(t, o.Names...)
 	dir := t.TempDir()
-	tokens, err := store.OpenTokens(dir)
+	st, err := store.Open(t.Context(), "", dir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	token, err := tokens.Create("test")
+	t.Cleanup(func() { st.Close() })
+	acct, err := st.CreateAccount(t.Context(), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred, err := st.CreateCredential(t.Context(), acct.ID, "servertest", "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -69,10 +78,10 @@ func Start(t testing.TB, o Options) *Relay {
 	cfg := config.Config{
 		QUICAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		TCPPorts: fmt.Sprintf("%d-%d", low, low+99), Domain: Domain, Data: dir,
-		LogFormat: "logfmt", LogLevel: "info",
+		LogFormat: "logfmt", LogLevel: "info", APIAddr: o.APIAddr,
 	}
-	r := &Relay{t: t, CA: ca, Token: token, Tokens: tokens,
-		Opts: server.Options{Config: cfg, Certificate: &leaf, Auth: tokens, Log: o.Log, Version: "test"}}
+	r := &Relay{t: t, CA: ca, Token: cred.Token, Store: st, Account: acct.ID,
+		Opts: server.Options{Config: cfg, Certificate: &leaf, Store: st, Log: o.Log, Version: "test"}}
 	for attempt := 0; ; attempt++ {
 		if o.SamePort {
 			// A free UDP port number, then both listeners on it; another process may take
@@ -130,8 +139,66 @@ func (r *Relay) Restart() {
 	r.t.Helper()
 	c := &r.Opts.Config
 	c.QUICAddr, c.HTTPSAddr, c.HTTPAddr = r.Srv.QUICAddr().String(), r.Srv.HTTPSAddr().String(), r.Srv.HTTPAddr().String()
+	if a := r.Srv.APIAddr(); a != nil {
+		c.APIAddr = a.String()
+	}
 	r.Stop()
 	if err := r.start(); err != nil {
 		r.t.Fatal(err)
+	}
+}
+
+// NewAccount creates another account with an authtoken; it returns the account id and token.
+func (r *Relay) NewAccount(t testing.TB, name string) (id, token string) {
+	t.Helper()
+	a, err := r.Store.CreateAccount(t.Context(), name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := r.Store.CreateCredential(t.Context(), a.ID, "servertest", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a.ID, c.Token
+}
+
+// ReserveDomain reserves domain for account (the test account when "") and tells the relay.
+func (r *Relay) ReserveDomain(t testing.TB, account, domain string) store.ReservedDomain {
+	t.Helper()
+	if account == "" {
+		account = r.Account
+	}
+	d, err := r.Store.CreateReservedDomain(t.Context(), store.ReservedDomain{AccountID: account, Domain: domain})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.reload(t)
+	return d
+}
+
+// ReserveAddr reserves port (on the relay's domain) for account (the test account when "").
+func (r *Relay) ReserveAddr(t testing.TB, account string, port int) store.ReservedAddr {
+	t.Helper()
+	if account == "" {
+		account = r.Account
+	}
+	a, err := r.Store.CreateReservedAddr(t.Context(), store.ReservedAddr{AccountID: account, Addr: fmt.Sprintf("%s:%d", Domain, port)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.reload(t)
+	return a
+}
+
+// Ports returns the relay's tcp port range.
+func (r *Relay) Ports() config.PortRange {
+	pr, _ := config.ParsePorts(r.Opts.Config.TCPPorts)
+	return pr
+}
+
+func (r *Relay) reload(t testing.TB) {
+	t.Helper()
+	if err := r.Srv.Reload(t.Context()); err != nil {
+		t.Fatal(err)
 	}
 }

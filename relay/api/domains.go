@@ -1,0 +1,303 @@
+package api
+
+import (
+	"bytes"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/ferrytunnel/ferry/relay/reserve"
+	"github.com/ferrytunnel/ferry/relay/store"
+)
+
+type domainJSON struct {
+	meta
+	Domain                      string            `json:"domain"`
+	CNAMETarget                 *string           `json:"cname_target"`
+	Certificate                 *ref              `json:"certificate"`
+	CertificateManagementPolicy *store.CertPolicy `json:"certificate_management_policy"`
+	CertificateManagementStatus *store.CertStatus `json:"certificate_management_status"`
+	ACMEChallengeCNAMETarget    *string           `json:"acme_challenge_cname_target"`
+}
+
+type domainCreate struct {
+	Domain                      string            `json:"domain"`
+	Description                 string            `json:"description"`
+	Metadata                    string            `json:"metadata"`
+	CertificateID               string            `json:"certificate_id"`
+	CertificateManagementPolicy *store.CertPolicy `json:"certificate_management_policy"`
+}
+
+type domainUpdate struct {
+	Description                 optString       `json:"description"`
+	Metadata                    optString       `json:"metadata"`
+	CertificateID               optString       `json:"certificate_id"`
+	CertificateManagementPolicy json.RawMessage `json:"certificate_management_policy"`
+}
+
+func (a *API) routeDomains() {
+	a.mux.HandleFunc("GET /reserved_domains", a.listDomains)
+	a.mux.HandleFunc("POST /reserved_domains", a.createDomain)
+	a.mux.HandleFunc("GET /reserved_domains/{id}", a.getDomain)
+	a.mux.HandleFunc("PATCH /reserved_domains/{id}", a.updateDomain)
+	a.mux.HandleFunc("DELETE /reserved_domains/{id}", a.deleteDomain)
+	a.mux.HandleFunc("DELETE /reserved_domains/{id}/certificate", a.detachCertificate)
+	a.mux.HandleFunc("DELETE /reserved_domains/{id}/certificate_management_policy", a.dropPolicy)
+}
+
+func (a *API) domainOut(d store.ReservedDomain) domainJSON {
+	out := domainJSON{
+		meta:                        metaOf("reserved_domains", d.ID, d.CreatedAt, d.Description, d.Metadata),
+		Domain:                      d.Domain,
+		Certificate:                 refTo("tls_certificates", d.CertificateID),
+		CertificateManagementPolicy: d.CertPolicy,
+		CertificateManagementStatus: d.CertStatus,
+	}
+	if a.cfg.CNAMETarget != "" {
+		out.CNAMETarget = &a.cfg.CNAMETarget
+	}
+	if d.CertPolicy != nil && a.cfg.ACME != nil {
+		if st, ok := a.cfg.ACME.Status(d.Domain); ok {
+			out.CertificateManagementStatus = &st
+		}
+		if d.Domain[0] == '*' {
+			t := a.cfg.ACME.ChallengeTarget(d.Domain)
+			out.ACMEChallengeCNAMETarget = &t
+		}
+	}
+	return out
+}
+
+// Reservation converts a stored reserved domain for the in-memory index.
+func Reservation(d store.ReservedDomain) reserve.Reservation {
+	return reserve.Reservation{ID: d.ID, AccountID: d.AccountID, Domain: d.Domain,
+		CertificateID: d.CertificateID, Managed: d.CertPolicy != nil}
+}
+
+func (a *API) listDomains(w http.ResponseWriter, r *http.Request) {
+	p, e := page(r)
+	if e != nil {
+		writeErr(w, e)
+		return
+	}
+	items, next, err := a.cfg.Store.ListReservedDomains(r.Context(), account(r), p)
+	if err != nil {
+		writeErr(w, storeErr("reserved domain", p.BeforeID, err))
+		return
+	}
+	out := make([]domainJSON, len(items))
+	for i, d := range items {
+		out[i] = a.domainOut(d)
+	}
+	list(w, r, "reserved_domains", out, next)
+}
+
+func (a *API) getDomain(w http.ResponseWriter, r *http.Request) {
+	d, err := a.cfg.Store.GetReservedDomain(r.Context(), account(r), r.PathValue("id"))
+	if err != nil {
+		writeErr(w, storeErr("reserved domain", r.PathValue("id"), err))
+		return
+	}
+	writeJSON(w, http.StatusOK, a.domainOut(d))
+}
+
+func (a *API) createDomain(w http.ResponseWriter, r *http.Request) {
+	var in domainCreate
+	if e := decode(r, &in); e != nil {
+		writeErr(w, e)
+		return
+	}
+	acct := account(r)
+	name, err := reserve.Normalize(in.Domain)
+	if err != nil {
+		writeErr(w, badField("domain", "%v", err))
+		return
+	}
+	if err := a.cfg.Domains.CanReserve(acct, name); err != nil {
+		e := badField("domain", "%v", err)
+		if errors.Is(err, reserve.ErrTaken) {
+			e.Status, e.Code = http.StatusConflict, "FERRY_DOMAIN_TAKEN"
+		}
+		writeErr(w, e)
+		return
+	}
+	d := store.ReservedDomain{AccountID: acct, Domain: name, Description: in.Description, Metadata: in.Metadata,
+		CertificateID: in.CertificateID, CertPolicy: in.CertificateManagementPolicy}
+	if d.CertificateID != "" && d.CertPolicy != nil {
+		writeErr(w, badField("certificate_id", "a domain uses either an uploaded certificate or certificate_management_policy, not both"))
+		return
+	}
+	if d.CertificateID == "" && d.CertPolicy == nil && a.cfg.ACME != nil {
+		d.CertPolicy = &store.CertPolicy{Authority: "letsencrypt", PrivateKeyType: "ecdsa"} // automated by default
+	}
+	if e := a.checkDomainCert(r, &d); e != nil {
+		writeErr(w, e)
+		return
+	}
+	d, err = a.cfg.Store.CreateReservedDomain(r.Context(), d)
+	if err != nil {
+		writeErr(w, storeErr("reserved domain", name, err))
+		return
+	}
+	a.cfg.Domains.Put(Reservation(d))
+	if d.CertPolicy != nil {
+		a.cfg.ACME.Manage(d.Domain)
+	}
+	a.cfg.Changed()
+	a.cfg.Log.Info("reserved domain created", "account", acct, "id", d.ID, "domain", d.Domain)
+	writeJSON(w, http.StatusCreated, a.domainOut(d))
+}
+
+// checkDomainCert validates the certificate fields of d: the certificate belongs to the
+// account and covers the domain; a management policy is one this relay can carry out.
+func (a *API) checkDomainCert(r *http.Request, d *store.ReservedDomain) *Error {
+	if p := d.CertPolicy; p != nil {
+		if a.cfg.ACME == nil {
+			return badField("certificate_management_policy", "this relay has no ACME account configured (start it with --acme-email); upload a certificate and set certificate_id instead")
+		}
+		if p.Authority == "" {
+			p.Authority = "letsencrypt"
+		}
+		if p.PrivateKeyType == "" {
+			p.PrivateKeyType = "ecdsa"
+		}
+		if p.Authority != "letsencrypt" {
+			return badField("certificate_management_policy.authority", "want \"letsencrypt\" (the relay's ACME CA), got %q", p.Authority)
+		}
+		if p.PrivateKeyType != "ecdsa" && p.PrivateKeyType != "rsa" {
+			return badField("certificate_management_policy.private_key_type", "want \"ecdsa\" or \"rsa\", got %q", p.PrivateKeyType)
+		}
+	}
+	if d.CertificateID == "" {
+		return nil
+	}
+	c, err := a.cfg.Store.GetTLSCertificate(r.Context(), d.AccountID, d.CertificateID)
+	if errors.Is(err, store.ErrNotFound) {
+		return badField("certificate_id", "no TLS certificate %s in this account (list them with GET /tls_certificates)", d.CertificateID)
+	}
+	if err != nil {
+		return internal(err)
+	}
+	if err := covers([]byte(c.CertificatePEM), d.Domain); err != nil {
+		return badField("certificate_id", "%v", err)
+	}
+	return nil
+}
+
+// covers checks that the leaf of a PEM bundle is valid for domain ("*.x" needs a "*.x" SAN).
+func covers(bundle []byte, domain string) error {
+	blk, _ := pem.Decode(bundle)
+	if blk == nil {
+		return errors.New("stored certificate has no PEM block")
+	}
+	leaf, err := x509.ParseCertificate(blk.Bytes)
+	if err != nil {
+		return err
+	}
+	if domain[0] == '*' {
+		for _, n := range leaf.DNSNames {
+			if bytes.EqualFold([]byte(n), []byte(domain)) {
+				return nil
+			}
+		}
+		return fmt.Errorf("the certificate's names %v do not include %s", leaf.DNSNames, domain)
+	}
+	if err := leaf.VerifyHostname(domain); err != nil {
+		return fmt.Errorf("the certificate's names %v do not cover %s", leaf.DNSNames, domain)
+	}
+	if time.Now().After(leaf.NotAfter) {
+		return fmt.Errorf("the certificate expired on %s", leaf.NotAfter.UTC().Format(time.RFC3339))
+	}
+	return nil
+}
+
+func (a *API) updateDomain(w http.ResponseWriter, r *http.Request) {
+	var in domainUpdate
+	if e := decode(r, &in); e != nil {
+		writeErr(w, e)
+		return
+	}
+	a.changeDomain(w, r, func(d *store.ReservedDomain) *Error {
+		apply(&d.Description, in.Description)
+		apply(&d.Metadata, in.Metadata)
+		if in.CertificateID != nil {
+			d.CertificateID = *in.CertificateID
+			if d.CertificateID != "" {
+				d.CertPolicy = nil // an uploaded certificate replaces automated management
+			}
+		}
+		if len(in.CertificateManagementPolicy) > 0 {
+			var p *store.CertPolicy
+			if err := json.Unmarshal(in.CertificateManagementPolicy, &p); err != nil {
+				return badField("certificate_management_policy", "want an object {\"authority\": ..., \"private_key_type\": ...} or null: %v", err)
+			}
+			if p != nil && in.CertificateID != nil && *in.CertificateID != "" {
+				return badField("certificate_id", "a domain uses either an uploaded certificate or certificate_management_policy, not both")
+			}
+			d.CertPolicy = p
+			if p != nil {
+				d.CertificateID = ""
+			}
+		}
+		return a.checkDomainCert(r, d)
+	})
+}
+
+func (a *API) detachCertificate(w http.ResponseWriter, r *http.Request) {
+	a.changeDomain(w, r, func(d *store.ReservedDomain) *Error { d.CertificateID = ""; return nil })
+}
+
+func (a *API) dropPolicy(w http.ResponseWriter, r *http.Request) {
+	a.changeDomain(w, r, func(d *store.ReservedDomain) *Error { d.CertPolicy = nil; return nil })
+}
+
+// changeDomain loads a reserved domain, applies change, stores it and brings the index
+// and the certificate manager in step; the next TLS handshake sees the change.
+func (a *API) changeDomain(w http.ResponseWriter, r *http.Request, change func(*store.ReservedDomain) *Error) {
+	id := r.PathValue("id")
+	d, err := a.cfg.Store.GetReservedDomain(r.Context(), account(r), id)
+	if err != nil {
+		writeErr(w, storeErr("reserved domain", id, err))
+		return
+	}
+	wasManaged := d.CertPolicy != nil
+	if e := change(&d); e != nil {
+		writeErr(w, e)
+		return
+	}
+	if d, err = a.cfg.Store.UpdateReservedDomain(r.Context(), d); err != nil {
+		writeErr(w, storeErr("reserved domain", id, err))
+		return
+	}
+	a.cfg.Domains.Put(Reservation(d))
+	switch managed := d.CertPolicy != nil; {
+	case managed && !wasManaged:
+		a.cfg.ACME.Manage(d.Domain)
+	case !managed && wasManaged && a.cfg.ACME != nil:
+		a.cfg.ACME.Unmanage(d.Domain)
+	}
+	a.cfg.Changed()
+	writeJSON(w, http.StatusOK, a.domainOut(d))
+}
+
+func (a *API) deleteDomain(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	d, err := a.cfg.Store.GetReservedDomain(r.Context(), account(r), id)
+	if err == nil {
+		err = a.cfg.Store.DeleteReservedDomain(r.Context(), account(r), id)
+	}
+	if err != nil {
+		writeErr(w, storeErr("reserved domain", id, err))
+		return
+	}
+	a.cfg.Domains.Delete(d.Domain)
+	if d.CertPolicy != nil && a.cfg.ACME != nil {
+		a.cfg.ACME.Unmanage(d.Domain)
+	}
+	a.cfg.Changed()
+	w.WriteHeader(http.StatusNoContent)
+}
