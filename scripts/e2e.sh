@@ -21,6 +21,12 @@
 #             --mutual-tls-cas stops the agent (RFC 5280); unknown SNI gets the alert
 #             "unrecognized name"
 #   errors    a bad authtoken exits 3; a --domain already bound exits 5
+#   api       the management API with curl and `ferry api`: a custom domain is refused
+#             until reserved (exit 5); an uploaded certificate (openssl-made bundle) is
+#             refused with the reason when its key does not match, served once attached
+#             (openssl s_client sees its issuer; curl verifies against its CA); the
+#             database holds no private key; a reserved TCP address binds; a bad API
+#             key exits 3
 # Output: one "PASS name" or "FAIL name: got X want Y" line per check, then
 # "N passed, M failed" as the last line; the exit status is non-zero if any check failed.
 # Every process it starts is stopped on exit (trap). E2E_KEEP=1 keeps the temp dir.
@@ -34,6 +40,7 @@ RELAY=$ROOT/bin/ferry-relay
 TLS_PORT=${E2E_TLS_PORT:-5443}
 HTTP_PORT=${E2E_HTTP_PORT:-5080}
 TCP_PORTS=${E2E_TCP_PORTS:-41000-41099}
+API_PORT=${E2E_API_PORT:-5041}
 WAIT=${E2E_WAIT:-10} # seconds to wait for anything to become ready
 
 for tool in go curl openssl; do
@@ -323,7 +330,7 @@ fi
 
 start relay "$RELAY" --dev --data "$TMP/data" \
 	--quic-addr "127.0.0.1:$TLS_PORT" --https-addr "127.0.0.1:$TLS_PORT" \
-	--http-addr "127.0.0.1:$HTTP_PORT" --tcp-ports "$TCP_PORTS"
+	--http-addr "127.0.0.1:$HTTP_PORT" --tcp-ports "$TCP_PORTS" --api-addr "127.0.0.1:$API_PORT"
 RELAY_PID=$LAST_PID
 if ! wait_log "$TMP/relay.log" 'msg="relay started"' "$RELAY_PID"; then
 	fatal "start-relay" "got $(show "$(cat "$TMP/relay.log")") want \"relay started\" within ${WAIT}s (if a port is taken, pick others with E2E_TLS_PORT, E2E_HTTP_PORT and E2E_TCP_PORTS)"
@@ -479,5 +486,84 @@ check_has tls-mtls-not-a-ca-message "$ERR" "RFC 5280"
 # Unknown SNI.
 sclient "" -servername "e2e-nobody.$D"
 check_has tls-unknown-sni "$SERR" "unrecognized name"
+
+# ---- management API ---------------------------------------------------------
+
+API=http://127.0.0.1:$API_PORT
+APIKEY=$(cat "$TMP/data/dev-apikey")
+# api METHOD PATH [JSON]: sets CODE and BODY.
+api() {
+	local data=()
+	[ $# -ge 3 ] && data=(-H 'Content-Type: application/json' --data-binary "$3")
+	CODE=$(curl -sS --max-time 10 -o "$TMP/api.body" -w '%{http_code}' -X "$1" \
+		-H "Authorization: Bearer $APIKEY" "${data[@]}" "$API$2" 2>"$TMP/curl.err") || CODE="curl: $(cat "$TMP/curl.err")"
+	BODY=$(cat "$TMP/api.body" 2>/dev/null || true)
+}
+# json_str KEY: the first "KEY": "value" in BODY.
+json_str() {
+	printf '%s\n' "$BODY" | sed -n "s/.*\"$1\": *\"\([^\"]*\)\".*/\1/p" | head -n 1
+}
+
+CUSTOM=shop.e2e-custom.test
+run_ferry 20 http "$HTTP_UP_PORT" --domain "$CUSTOM" --relay "127.0.0.1:$TLS_PORT" --relay-ca "$CA" \
+	--authtoken "$TOKEN" --log stdout --log-format logfmt --api-addr false
+check_eq api-unreserved-domain-exit "$RC" 5
+check_has api-unreserved-domain-message "$ERR" "reserved-domains create"
+
+api POST /reserved_domains "{\"domain\": \"$CUSTOM\", \"description\": \"e2e\"}"
+check_eq api-reserve-status "$CODE" 201
+DOMAIN_ID=$(json_str id)
+check_has api-reserve-cname "$BODY" "\"cname_target\": \"$D\""
+
+api POST /reserved_domains '{"domain": "bad_name.test"}'
+check_eq api-bad-domain-status "$CODE" 400
+check_has api-bad-domain-field "$BODY" '"field": "domain"'
+
+mkca shopca "ferry e2e shop CA"
+mkleaf shop "$CUSTOM" shopca server_ext "$CUSTOM"
+jq_pem() { awk '{printf "%s\\n", $0}' "$1"; }
+api POST /tls_certificates "{\"certificate_pem\": \"$(jq_pem "$TMP/shop.pem")\", \"private_key_pem\": \"$(jq_pem "$TMP/up.key")\"}"
+check_eq api-cert-wrong-key-status "$CODE" 400
+check_has api-cert-wrong-key-reason "$BODY" "does not match the private key"
+
+# ferry api reads PEM files with @FILE.
+run_ferry 20 api tls-certificates create --api-url "$API" --api-key "$APIKEY" \
+	--certificate-pem "@$TMP/shop.pem" --private-key-pem "@$TMP/shop.key" --description shop
+check_eq api-cert-upload-exit "$RC" 0
+BODY=$OUT
+CERT_ID=$(json_str id)
+check_has api-cert-upload-issuer "$OUT" '"issuer_common_name": "ferry e2e shop CA"'
+case "$OUT" in *PRIVATE*) fail api-cert-no-key-back "the answer holds the private key" ;; *) pass api-cert-no-key-back ;; esac
+if grep -q "PRIVATE KEY" "$TMP/data/ferry.db" "$TMP/data"/ferry.db-wal 2>/dev/null; then
+	fail api-db-no-key "ferry.db holds a PEM private key"
+else
+	pass api-db-no-key
+fi
+
+start_upstream up-custom http
+start_agent agent-custom http "$UP_PORT" --domain "$CUSTOM"
+sclient "" -servername "$CUSTOM" -CAfile "$TMP/shopca.pem"
+check_has api-before-attach-dev-ca "$SERR" "CN = Ferry Dev CA"
+
+run_ferry 20 api reserved-domains update "$DOMAIN_ID" --api-url "$API" --api-key "$APIKEY" --certificate-id "$CERT_ID"
+check_eq api-attach-exit "$RC" 0
+sclient "" -servername "$CUSTOM" -CAfile "$TMP/shopca.pem" -verify_return_error
+check_has api-attached-verified "$SERR" "Verification: OK"
+rc=0
+CBODY=$(curl -sS --max-time 10 --cacert "$TMP/shopca.pem" --connect-to "::127.0.0.1:" "https://$CUSTOM:$TLS_PORT/custom" 2>&1) || rc=$?
+check_has api-attached-request "$rc $CBODY" '0 '
+check_has api-attached-body "$CBODY" '"path": "/custom"'
+
+run_ferry 20 api reserved-domains list --api-url "$API" --api-key "$APIKEY"
+check_has api-cli-list "$OUT" "\"domain\": \"$CUSTOM\""
+run_ferry 20 api reserved-domains list --api-url "$API" --api-key fyk_wrong
+check_eq api-cli-bad-key-exit "$RC" 3
+
+# A reserved TCP address: the relay picks the port; the agent binds it.
+run_ferry 20 api reserved-addrs create --api-url "$API" --api-key "$APIKEY" --description db
+BODY=$OUT
+RADDR=$(json_str addr)
+start_agent agent-raddr tcp "$UP_PORT" --remote-addr "$RADDR"
+check_eq api-reserved-addr-url "$AGENT_URLS" "tcp://$RADDR"
 
 summary

@@ -23,7 +23,7 @@ PORT_TLS=${TUI_TLS_PORT:-8443}
 PORT_HTTP=${TUI_HTTP_PORT:-8080}
 go build -o "$tmp/upstream" ./scripts/e2e/upstream
 bin/ferry-relay --dev --data "$tmp/data" --quic-addr 127.0.0.1:$PORT_TLS --https-addr 127.0.0.1:$PORT_TLS \
-  --http-addr 127.0.0.1:$PORT_HTTP --tcp-ports 44000-44099 >"$tmp/relay.out" 2>"$tmp/relay.err" &
+  --http-addr 127.0.0.1:$PORT_HTTP --tcp-ports 44000-44099 --api-addr "" >"$tmp/relay.out" 2>"$tmp/relay.err" &
 pids+=($!)
 "$tmp/upstream" http 127.0.0.1:0 >"$tmp/up.out" 2>&1 &
 pids+=($!)

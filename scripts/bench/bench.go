@@ -186,7 +186,7 @@ func (b *bench) startRelay(name string) error {
 	low := 20000 + rand.IntN(120)*100 // below the ephemeral range; the relay skips taken ports
 	args := []string{"--dev", "--data", data,
 		"--quic-addr", "127.0.0.1:0", "--https-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
-		"--tcp-ports", fmt.Sprintf("%d-%d", low, low+99), "--pprof-addr", "127.0.0.1:0"}
+		"--tcp-ports", fmt.Sprintf("%d-%d", low, low+99), "--pprof-addr", "127.0.0.1:0", "--api-addr", ""}
 	c, err := startChild(name, relayBin, args, nil, b.died)
 	if err != nil {
 		return err

@@ -59,16 +59,17 @@ func main() {
 	relayPort := flag.Int("relay-port", 4443, "relay port: QUIC (udp) for agents and public TLS (tcp)")
 	httpPort := flag.Int("http-port", 4080, "relay's public plain HTTP port")
 	apiPort := flag.Int("api-port", 4040, "agent's local API port")
+	mgmtPort := flag.Int("mgmt-port", 4041, "relay's management API port")
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	d := &demo{relayPort: *relayPort, httpPort: *httpPort, apiPort: *apiPort, out: &console{w: os.Stdout, held: true}}
+	d := &demo{relayPort: *relayPort, httpPort: *httpPort, apiPort: *apiPort, mgmtPort: *mgmtPort, out: &console{w: os.Stdout, held: true}}
 	os.Exit(d.run(ctx))
 }
 
 type demo struct {
-	relayPort, httpPort, apiPort int
+	relayPort, httpPort, apiPort, mgmtPort int
 	out                          *console
 }
 
@@ -100,7 +101,7 @@ func (d *demo) run(ctx context.Context) int {
 
 	fmt.Printf("Starting the ferry demo (relay, a sample web server on 127.0.0.1:%d, agent)...\n", upPort)
 
-	relayArgs := []string{"--dev", "--data", dataDir}
+	relayArgs := []string{"--dev", "--data", dataDir, "--api-addr", hostPort(d.mgmtPort)}
 	if d.relayPort != 4443 || d.httpPort != 4080 {
 		relayArgs = append(relayArgs,
 			"--quic-addr", hostPort(d.relayPort), "--https-addr", hostPort(d.relayPort), "--http-addr", hostPort(d.httpPort))
@@ -581,6 +582,7 @@ func (d *demo) checkPorts() error {
 		{"tcp", d.relayPort, "the relay's public TLS port", "ferry-relay"},
 		{"tcp", d.httpPort, "the relay's public HTTP port", "ferry-relay"},
 		{"tcp", d.apiPort, "the agent's local API port", "ferry agent"},
+		{"tcp", d.mgmtPort, "the relay's management API port", "ferry-relay"},
 	}
 	for _, c := range checks {
 		addr := hostPort(c.port)

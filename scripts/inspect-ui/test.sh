@@ -169,7 +169,7 @@ CONTROL_ADDR=$(sed -n 's/^control //p' "$TMP/logs/upstream.log" | head -n 1)
 
 start relay "$RELAY" --dev --data "$TMP/data" \
 	--quic-addr "127.0.0.1:$TLS_PORT" --https-addr "127.0.0.1:$TLS_PORT" \
-	--http-addr "127.0.0.1:$HTTP_PORT" --tcp-ports "$TCP_PORTS"
+	--http-addr "127.0.0.1:$HTTP_PORT" --tcp-ports "$TCP_PORTS" --api-addr ""
 RELAY_PID=$LAST_PID
 wait_log "$TMP/logs/relay.log" 'msg="relay started"' "$RELAY_PID" ||
 	fatal start-relay "no \"relay started\" within ${WAIT}s (if a port is taken, pick others with INSPECT_UI_TLS_PORT, INSPECT_UI_HTTP_PORT, INSPECT_UI_TCP_PORTS)"
