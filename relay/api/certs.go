@@ -1,9 +1,12 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
+	"slices"
 
 	"github.com/ferrytunnel/ferry/relay/cert"
 	"github.com/ferrytunnel/ferry/relay/store"
@@ -36,7 +39,7 @@ func (a *API) routeCertificates() {
 	resource[store.CertificateAuthority]{
 		kind: "certificate authority", collection: "certificate_authorities",
 		list: st.ListCertificateAuthorities, get: st.GetCertificateAuthority, update: st.UpdateCertificateAuthority,
-		del: st.DeleteCertificateAuthority, out: func(c store.CertificateAuthority) any { return caOut(c) },
+		del: a.deleteCA, out: func(c store.CertificateAuthority) any { return caOut(c) },
 		fields:  func(c *store.CertificateAuthority) (*string, *string) { return &c.Description, &c.Metadata },
 		deleted: func(*http.Request, string) { a.cfg.Changed() },
 	}.route(a)
@@ -127,4 +130,18 @@ func (a *API) createCA(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, caOut(c))
+}
+
+// deleteCA refuses while a reserved domain's mutual TLS uses the CA.
+func (a *API) deleteCA(ctx context.Context, account, id string) error {
+	ds, err := a.cfg.Store.AllReservedDomains(ctx)
+	if err != nil {
+		return err
+	}
+	for _, d := range ds {
+		if d.AccountID == account && d.TLS != nil && slices.Contains(d.TLS.ClientCAIDs, id) {
+			return fmt.Errorf("used by the mutual TLS of reserved domain %s (%s): %w", d.Domain, d.ID, store.ErrInUse)
+		}
+	}
+	return a.cfg.Store.DeleteCertificateAuthority(ctx, account, id)
 }

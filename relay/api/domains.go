@@ -2,6 +2,7 @@ package api
 
 import (
 	"bytes"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -22,7 +23,27 @@ type domainJSON struct {
 	CertificateManagementPolicy *store.CertPolicy `json:"certificate_management_policy"`
 	CertificateManagementStatus *store.CertStatus `json:"certificate_management_status"`
 	ACMEChallengeCNAMETarget    *string           `json:"acme_challenge_cname_target"`
+	TLSTermination              *tlsTermination   `json:"tls_termination"`
+	MutualTLS                   *mutualTLSOut     `json:"mutual_tls"`
 }
+
+// tlsTermination and mutualTLS are the edge TLS modules of a reserved domain (named as
+// ngrok's edge modules): the lowest TLS version the edge accepts, and the certificate
+// authorities whose client certificates it requires.
+type tlsTermination struct {
+	MinVersion string `json:"min_version"`
+}
+
+type mutualTLSIn struct {
+	CertificateAuthorityIDs []string `json:"certificate_authority_ids"`
+}
+
+type mutualTLSOut struct {
+	CertificateAuthorities []*ref `json:"certificate_authorities"`
+}
+
+// MaxClientCAs bounds the certificate authorities of one domain's mutual TLS.
+const MaxClientCAs = 10
 
 type domainCreate struct {
 	Domain                      string            `json:"domain"`
@@ -30,6 +51,8 @@ type domainCreate struct {
 	Metadata                    string            `json:"metadata"`
 	CertificateID               string            `json:"certificate_id"`
 	CertificateManagementPolicy *store.CertPolicy `json:"certificate_management_policy"`
+	TLSTermination              *tlsTermination   `json:"tls_termination"`
+	MutualTLS                   *mutualTLSIn      `json:"mutual_tls"`
 }
 
 type domainUpdate struct {
@@ -37,6 +60,8 @@ type domainUpdate struct {
 	Metadata                    optString       `json:"metadata"`
 	CertificateID               optString       `json:"certificate_id"`
 	CertificateManagementPolicy json.RawMessage `json:"certificate_management_policy"`
+	TLSTermination              json.RawMessage `json:"tls_termination"`
+	MutualTLS                   json.RawMessage `json:"mutual_tls"`
 }
 
 func (a *API) routeDomains() {
@@ -60,6 +85,15 @@ func (a *API) domainOut(d store.ReservedDomain) domainJSON {
 	if a.cfg.CNAMETarget != "" {
 		out.CNAMETarget = &a.cfg.CNAMETarget
 	}
+	if d.TLS != nil && d.TLS.MinVersion != "" {
+		out.TLSTermination = &tlsTermination{MinVersion: d.TLS.MinVersion}
+	}
+	if d.TLS != nil && len(d.TLS.ClientCAIDs) > 0 {
+		out.MutualTLS = &mutualTLSOut{}
+		for _, id := range d.TLS.ClientCAIDs {
+			out.MutualTLS.CertificateAuthorities = append(out.MutualTLS.CertificateAuthorities, refTo("certificate_authorities", id))
+		}
+	}
 	if d.CertPolicy != nil && a.cfg.ACME != nil {
 		if st, ok := a.cfg.ACME.Status(d.Domain); ok {
 			out.CertificateManagementStatus = &st
@@ -74,8 +108,65 @@ func (a *API) domainOut(d store.ReservedDomain) domainJSON {
 
 // Reservation converts a stored reserved domain for the in-memory index.
 func Reservation(d store.ReservedDomain) reserve.Reservation {
-	return reserve.Reservation{ID: d.ID, AccountID: d.AccountID, Domain: d.Domain,
+	r := reserve.Reservation{ID: d.ID, AccountID: d.AccountID, Domain: d.Domain,
 		CertificateID: d.CertificateID, Managed: d.CertPolicy != nil}
+	if d.TLS != nil {
+		r.MinTLSVersion = tlsVersions[d.TLS.MinVersion]
+		r.ClientCAIDs = d.TLS.ClientCAIDs
+	}
+	return r
+}
+
+// tlsVersions maps min_version values to crypto/tls constants.
+var tlsVersions = map[string]uint16{"1.0": tls.VersionTLS10, "1.1": tls.VersionTLS11, "1.2": tls.VersionTLS12, "1.3": tls.VersionTLS13}
+
+// setTLS applies the tls_termination and mutual_tls modules to d, checking them.
+func (a *API) setTLS(r *http.Request, d *store.ReservedDomain, term *tlsTermination, mtls *mutualTLSIn, clearTerm, clearMTLS bool) *Error {
+	t := store.TLSSettings{}
+	if d.TLS != nil {
+		t = *d.TLS
+	}
+	if clearTerm {
+		t.MinVersion = ""
+	}
+	if clearMTLS {
+		t.ClientCAIDs = nil
+	}
+	if term != nil {
+		if _, ok := tlsVersions[term.MinVersion]; !ok {
+			return badField("tls_termination.min_version", "want \"1.0\", \"1.1\", \"1.2\" or \"1.3\", got %q", term.MinVersion)
+		}
+		t.MinVersion = term.MinVersion
+	}
+	if mtls != nil {
+		ids := mtls.CertificateAuthorityIDs
+		if len(ids) > MaxClientCAs {
+			return badField("mutual_tls.certificate_authority_ids", "at most %d certificate authorities per domain, got %d", MaxClientCAs, len(ids))
+		}
+		for _, id := range ids {
+			if _, err := a.cfg.Store.GetCertificateAuthority(r.Context(), d.AccountID, id); err != nil {
+				return badField("mutual_tls.certificate_authority_ids", "no certificate authority %s in this account (upload one with POST /certificate_authorities)", id)
+			}
+		}
+		t.ClientCAIDs = ids
+	}
+	d.TLS = &t
+	if t.MinVersion == "" && len(t.ClientCAIDs) == 0 {
+		d.TLS = nil
+	}
+	return nil
+}
+
+// optObject decodes a PATCH field that is an object or null: absent → (nil, false),
+// null → (nil, true), an object → (v, false).
+func optObject[T any](field string, raw json.RawMessage) (v *T, null bool, e *Error) {
+	if len(raw) == 0 {
+		return nil, false, nil
+	}
+	if err := json.Unmarshal(raw, &v); err != nil {
+		return nil, false, badField(field, "want an object or null: %v", err)
+	}
+	return v, v == nil, nil
 }
 
 func (a *API) listDomains(w http.ResponseWriter, r *http.Request) {
@@ -135,6 +226,10 @@ func (a *API) createDomain(w http.ResponseWriter, r *http.Request) {
 		d.CertPolicy = &store.CertPolicy{Authority: "letsencrypt", PrivateKeyType: "ecdsa"} // automated by default
 	}
 	if e := a.checkDomainCert(r, &d); e != nil {
+		writeErr(w, e)
+		return
+	}
+	if e := a.setTLS(r, &d, in.TLSTermination, in.MutualTLS, false, false); e != nil {
 		writeErr(w, e)
 		return
 	}
@@ -243,7 +338,18 @@ func (a *API) updateDomain(w http.ResponseWriter, r *http.Request) {
 				d.CertificateID = ""
 			}
 		}
-		return a.checkDomainCert(r, d)
+		if e := a.checkDomainCert(r, d); e != nil {
+			return e
+		}
+		term, clearTerm, e := optObject[tlsTermination]("tls_termination", in.TLSTermination)
+		if e != nil {
+			return e
+		}
+		mtls, clearMTLS, e := optObject[mutualTLSIn]("mutual_tls", in.MutualTLS)
+		if e != nil {
+			return e
+		}
+		return a.setTLS(r, d, term, mtls, clearTerm, clearMTLS)
 	})
 }
 

@@ -44,6 +44,10 @@ type Config struct {
 	// (the relay's own certificate for its domain; uploaded ones later).
 	Certificate func(name string) (*tls.Certificate, error)
 	Log         *slog.Logger
+	// TerminationConfig returns the TLS config for terminating a connection to name,
+	// derived from base with the name's edge TLS settings (minimum version, client
+	// CAs); nil keeps base.
+	TerminationConfig func(name string, base *tls.Config) *tls.Config
 	// Agent serves an agent that connected over TCP+TLS (ALPN ferry/1) instead of QUIC:
 	// the fallback transport shares the public TLS port. It returns when the session ends.
 	Agent func(net.Conn)
@@ -212,7 +216,7 @@ func (e *Edge) handleTLS(raw net.Conn) {
 	}
 	switch {
 	case t.Proto == protocol.ProtoHTTP:
-		tc := tls.Server(c, e.tlsHTTP)
+		tc := tls.Server(c, e.termination(name, e.tlsHTTP))
 		if !e.handshake(tc, t, remote) {
 			return
 		}
@@ -225,7 +229,7 @@ func (e *Edge) handleTLS(raw net.Conn) {
 		if t.ClientCAs != nil {
 			conf = t.EdgeTLS // built once at bind
 		}
-		tc := tls.Server(c, conf)
+		tc := tls.Server(c, e.termination(name, conf))
 		if !e.handshake(tc, t, remote) {
 			return
 		}
@@ -245,6 +249,13 @@ func (e *Edge) handleTLS(raw net.Conn) {
 		}
 		e.join(c, st, t)
 	}
+}
+
+func (e *Edge) termination(name string, base *tls.Config) *tls.Config {
+	if e.cfg.TerminationConfig == nil {
+		return base
+	}
+	return e.cfg.TerminationConfig(sni.Normalize(name), base)
 }
 
 func (e *Edge) handshake(tc *tls.Conn, t *route.Tunnel, remote string) bool {

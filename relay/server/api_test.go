@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ferrytunnel/ferry/agent/forward"
 	"github.com/ferrytunnel/ferry/relay/cert/certtest"
@@ -328,5 +329,90 @@ func TestAPIReservedAddrs(t *testing.T) {
 	}
 	if code, out := c.do("POST", "/reserved_addrs", map[string]any{"addr": "x:1"}); code != 400 {
 		t.Errorf("choosing the addr: %d %v, want 400 (the relay picks it)", code, out)
+	}
+}
+
+// TestAPIEdgeTLS: a domain's minimum TLS version and mutual TLS, set through the API,
+// apply on the next handshake, with clients pinned to each version.
+func TestAPIEdgeTLS(t *testing.T) {
+	r := newAPIRelay(t)
+	c := r.api(r.Account)
+	modern := c.must(201, "POST", "/reserved_domains", map[string]any{"domain": "modern.tls.test", "tls_termination": map[string]string{"min_version": "1.3"}})
+	if tt, _ := modern["tls_termination"].(map[string]any); tt["min_version"] != "1.3" {
+		t.Errorf("tls_termination = %v, want min_version 1.3", modern["tls_termination"])
+	}
+	c.must(201, "POST", "/reserved_domains", map[string]any{"domain": "legacy.tls.test", "tls_termination": map[string]string{"min_version": "1.0"}})
+	if code, out := c.do("POST", "/reserved_domains", map[string]any{"domain": "bad.tls.test", "tls_termination": map[string]string{"min_version": "1.4"}}); code != 400 || !strings.Contains(fmt.Sprint(out["msg"]), "tls_termination.min_version") {
+		t.Errorf("min_version 1.4: %d %v, want 400 naming tls_termination.min_version", code, out)
+	}
+	up := named(t, "ok")
+	for _, name := range []string{"modern.tls.test", "legacy.tls.test", "plain"} {
+		r.startAgent(&forward.Tunnel{Name: name, Proto: "http", Addr: up, Domain: name})
+	}
+	handshake := func(name string, version uint16, certs ...tls.Certificate) error {
+		conf := &tls.Config{ServerName: name, InsecureSkipVerify: true, MinVersion: version, MaxVersion: version}
+		if len(certs) > 0 { // sent whatever CAs the server asks for, as a misbehaving client would
+			conf.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &certs[0], nil }
+		}
+		conn, err := tls.Dial("tcp", r.Srv.HTTPSAddr().String(), conf)
+		if err == nil {
+			// TLS 1.3 reports a refused client certificate only on the first read.
+			conn.SetDeadline(time.Now().Add(5 * time.Second))
+			fmt.Fprintf(conn, "GET / HTTP/1.1\r\nHost: %s\r\n\r\n", name)
+			_, err = conn.Read(make([]byte, 1))
+			conn.Close()
+		}
+		return err
+	}
+	for _, tc := range []struct {
+		name    string
+		version uint16
+		ok      bool
+	}{
+		{"modern.tls.test", tls.VersionTLS13, true},
+		{"modern.tls.test", tls.VersionTLS12, false},
+		{"legacy.tls.test", tls.VersionTLS10, true},
+		{"legacy.tls.test", tls.VersionTLS11, true},
+		{"plain." + servertest.Domain, tls.VersionTLS12, true},
+		{"plain." + servertest.Domain, tls.VersionTLS11, false}, // default minimum 1.2
+		{"plain." + servertest.Domain, tls.VersionTLS10, false},
+	} {
+		err := handshake(tc.name, tc.version)
+		if (err == nil) != tc.ok {
+			t.Errorf("%s with only %s: err = %v, want ok=%v", tc.name, tls.VersionName(tc.version), err, tc.ok)
+		}
+	}
+
+	// Mutual TLS: attach a CA; clients without a certificate, or with one from another
+	// CA, are refused with the right alert; a client of the CA passes.
+	clientCA := certtest.NewCA(t, "Client CA")
+	caObj := c.must(201, "POST", "/certificate_authorities", map[string]any{"ca_pem": string(clientCA.PEM)})
+	ids := make([]string, 11)
+	for i := range ids {
+		ids[i] = caObj["id"].(string)
+	}
+	if code, out := c.do("PATCH", "/reserved_domains/"+modern["id"].(string), map[string]any{"mutual_tls": map[string]any{"certificate_authority_ids": ids}}); code != 400 || !strings.Contains(fmt.Sprint(out["msg"]), "at most 10") {
+		t.Errorf("11 CAs: %d %v, want 400 at most 10", code, out)
+	}
+	d := c.must(200, "PATCH", "/reserved_domains/"+modern["id"].(string), map[string]any{"mutual_tls": map[string]any{"certificate_authority_ids": ids[:1]}})
+	if m, _ := d["mutual_tls"].(map[string]any); len(m["certificate_authorities"].([]any)) != 1 {
+		t.Errorf("mutual_tls = %v, want one CA", d["mutual_tls"])
+	}
+	if err := handshake("modern.tls.test", tls.VersionTLS13); err == nil || !strings.Contains(err.Error(), "certificate required") {
+		t.Errorf("no client certificate: %v, want alert certificate required", err)
+	}
+	if err := handshake("modern.tls.test", tls.VersionTLS13, certtest.NewCA(t, "Rogue").Client(t, "eve")); err == nil || !strings.Contains(err.Error(), "bad certificate") {
+		t.Errorf("client certificate from another CA: %v, want alert bad certificate (42)", err)
+	}
+	if err := handshake("modern.tls.test", tls.VersionTLS13, clientCA.Client(t, "alice")); err != nil {
+		t.Errorf("client certificate from the domain's CA: %v, want ok", err)
+	}
+	if code, _ := c.do("DELETE", "/certificate_authorities/"+caObj["id"].(string), nil); code != 409 {
+		t.Errorf("delete a CA in use = %d, want 409", code)
+	}
+	// Dropping mutual TLS (null) takes effect on the next handshake.
+	c.must(200, "PATCH", "/reserved_domains/"+modern["id"].(string), map[string]any{"mutual_tls": nil})
+	if err := handshake("modern.tls.test", tls.VersionTLS13); err != nil {
+		t.Errorf("after dropping mutual TLS: %v, want ok", err)
 	}
 }

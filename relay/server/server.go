@@ -5,6 +5,7 @@ package server
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,10 +13,12 @@ import (
 	"net/http"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/ferrytunnel/ferry/agent/tlsconf"
 	"github.com/ferrytunnel/ferry/protocol"
 	"github.com/ferrytunnel/ferry/protocol/transport"
 	"github.com/ferrytunnel/ferry/relay/api"
@@ -61,6 +64,7 @@ type Server struct {
 	domains   *reserve.Domains
 	addrs     *reserve.Addrs
 	uploaded  sync.Map // certificate id → *tls.Certificate, opened from the store
+	tlsConfs  sync.Map // termination config key → *tls.Config with a domain's TLS settings
 	apiLn     net.Listener
 	apiServer *http.Server
 
@@ -165,7 +169,7 @@ func (s *Server) loadReservations(ctx context.Context) error {
 // changes made to the store behind the management API's back, such as tests or a second
 // relay sharing a PostgreSQL database).
 func (s *Server) Reload(ctx context.Context) error {
-	s.uploaded.Clear()
+	s.dropCaches()
 	return s.loadReservations(ctx)
 }
 
@@ -283,7 +287,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	tcpHost := c.TCPHost()
 	var sessions *session.Server
 	agentTLS := &tls.Config{Certificates: []tls.Certificate{*s.cert}, MinVersion: tls.VersionTLS13, NextProtos: []string{protocol.ALPN}}
-	s.edge = edge.New(edge.Config{Table: s.table, Certificate: s.certificate, Log: s.log,
+	s.edge = edge.New(edge.Config{Table: s.table, Certificate: s.certificate, Log: s.log, TerminationConfig: s.terminationConfig,
 		Agent: func(c net.Conn) { s.serveTCPAgent(ctx, sessions, c, agentTLS) }})
 	sessions = session.NewServer(session.Config{
 		Table: s.table, Edge: s.edge, Auth: s.opts.Auth, Domain: c.Domain, Domains: s.domains, Addrs: s.addrs,
@@ -440,10 +444,65 @@ func (s *Server) newAPIServer(ports config.PortRange, tcpHost string) *http.Serv
 			ln.Close()
 			return true
 		},
-		Changed: func() { s.uploaded.Clear() },
+		Changed: s.dropCaches,
 		Log:     s.log.With("component", "api"),
 	})
 	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+}
+
+// dropCaches forgets opened certificates and derived TLS configs after a change.
+func (s *Server) dropCaches() {
+	s.uploaded.Clear()
+	s.tlsConfs.Clear()
+}
+
+// terminationConfig applies the edge TLS settings of the reservation covering name
+// (minimum TLS version, client CAs for mutual TLS) to base. Derived configs are cached
+// until the next change through the API.
+func (s *Server) terminationConfig(name string, base *tls.Config) *tls.Config {
+	r, ok := s.domains.Lookup(name)
+	if !ok || (r.MinTLSVersion == 0 && len(r.ClientCAIDs) == 0) {
+		return base
+	}
+	key := fmt.Sprintf("%p|%s|%d|%s", base, r.ID, r.MinTLSVersion, strings.Join(r.ClientCAIDs, ","))
+	if c, ok := s.tlsConfs.Load(key); ok {
+		return c.(*tls.Config)
+	}
+	c := base.Clone()
+	if r.MinTLSVersion != 0 {
+		c.MinVersion = r.MinTLSVersion
+	}
+	if len(r.ClientCAIDs) > 0 {
+		pool, err := s.clientCAs(r)
+		if err != nil {
+			// Fail closed: a domain that asks for client certificates never goes without.
+			s.log.Error("load client CAs; refusing TLS for the domain", "domain", r.Domain, "err", err)
+			c = c.Clone()
+			c.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+				return nil, fmt.Errorf("client CAs of %s unavailable", r.Domain)
+			}
+			return c
+		}
+		c = tlsconf.RequireClientCerts(c, pool)
+	}
+	s.tlsConfs.Store(key, c)
+	return c
+}
+
+func (s *Server) clientCAs(r reserve.Reservation) (*x509.CertPool, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	pool := x509.NewCertPool()
+	for _, id := range r.ClientCAIDs {
+		ca, err := s.store.GetCertificateAuthority(ctx, r.AccountID, id)
+		if err != nil {
+			return nil, err
+		}
+		if !pool.AppendCertsFromPEM([]byte(ca.CAPEM)) {
+			return nil, fmt.Errorf("certificate authority %s: no certificate in ca_pem", id)
+		}
+	}
+	return pool, nil
 }

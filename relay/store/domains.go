@@ -25,7 +25,18 @@ type ReservedDomain struct {
 	// CertStatus is the managed certificate's state, written by the certificate
 	// manager with SetCertStatus (nil = none).
 	CertStatus *CertStatus
-	CreatedAt  time.Time
+	// TLS is how the edge terminates TLS for the domain (nil = the relay's defaults).
+	TLS       *TLSSettings
+	CreatedAt time.Time
+}
+
+// TLSSettings are a reserved domain's edge TLS settings.
+type TLSSettings struct {
+	// MinVersion is the lowest TLS version accepted: "1.0", "1.1", "1.2" or "1.3" ("" = 1.2).
+	MinVersion string `json:"min_version,omitempty"`
+	// ClientCAIDs are certificate authorities of the account; when set, clients must
+	// present a certificate one of them signed (mutual TLS).
+	ClientCAIDs []string `json:"client_ca_ids,omitempty"`
 }
 
 // CertPolicy is how a managed certificate is obtained.
@@ -87,14 +98,20 @@ func NormalizeDomain(domain string) (string, error) {
 	return d, nil
 }
 
-const domainCols = "id, account_id, domain, description, metadata, certificate_id, cert_policy, cert_status, created_at"
+const domainCols = "id, account_id, domain, description, metadata, certificate_id, cert_policy, cert_status, created_at, tls_settings"
 
 func scanDomain(sc scanner) (ReservedDomain, error) {
 	var d ReservedDomain
-	var certID, policy, status sql.NullString
+	var certID, policy, status, tlsSettings sql.NullString
 	var created string
-	if err := sc.Scan(&d.ID, &d.AccountID, &d.Domain, &d.Description, &d.Metadata, &certID, &policy, &status, &created); err != nil {
+	if err := sc.Scan(&d.ID, &d.AccountID, &d.Domain, &d.Description, &d.Metadata, &certID, &policy, &status, &created, &tlsSettings); err != nil {
 		return ReservedDomain{}, err
+	}
+	if tlsSettings.Valid {
+		d.TLS = new(TLSSettings)
+		if err := json.Unmarshal([]byte(tlsSettings.String), d.TLS); err != nil {
+			return ReservedDomain{}, fmt.Errorf("stored tls_settings of %s: %w", d.ID, err)
+		}
 	}
 	d.CertificateID = certID.String
 	if policy.Valid {
@@ -152,6 +169,10 @@ func (s *Store) CreateReservedDomain(ctx context.Context, d ReservedDomain) (Res
 	if err != nil {
 		return ReservedDomain{}, fmt.Errorf("create reserved domain %s: %w", name, err)
 	}
+	tlsSettings, err := jsonColumn(d.TLS)
+	if err != nil {
+		return ReservedDomain{}, fmt.Errorf("create reserved domain %s: %w", name, err)
+	}
 	d.ID, d.Domain, d.CertStatus, d.CreatedAt = NewID(PrefixReservedDomain), name, nil, now()
 	err = s.inTx(ctx, func(tx *sql.Tx) error {
 		var one int
@@ -163,8 +184,8 @@ func (s *Store) CreateReservedDomain(ctx context.Context, d ReservedDomain) (Res
 				return err
 			}
 		}
-		_, err := s.exec(ctx, tx, "INSERT INTO reserved_domains ("+domainCols+") VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?)",
-			d.ID, d.AccountID, d.Domain, d.Description, d.Metadata, nullString(d.CertificateID), policy, formatTime(d.CreatedAt))
+		_, err := s.exec(ctx, tx, "INSERT INTO reserved_domains ("+domainCols+") VALUES (?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)",
+			d.ID, d.AccountID, d.Domain, d.Description, d.Metadata, nullString(d.CertificateID), policy, formatTime(d.CreatedAt), tlsSettings)
 		switch {
 		case isUniqueViolation(err):
 			return ErrConflict
@@ -198,7 +219,7 @@ func (s *Store) ListReservedDomains(ctx context.Context, accountID string, p Pag
 	return out, next, nil
 }
 
-// UpdateReservedDomain sets the Description, Metadata, CertificateID and CertPolicy of
+// UpdateReservedDomain sets the Description, Metadata, CertificateID, CertPolicy and TLS of
 // the reserved domain d.ID of d.AccountID and returns it. The domain name and the
 // CertStatus are not changed. ErrNotFound if the certificate is not the account's.
 func (s *Store) UpdateReservedDomain(ctx context.Context, d ReservedDomain) (ReservedDomain, error) {
@@ -206,6 +227,10 @@ func (s *Store) UpdateReservedDomain(ctx context.Context, d ReservedDomain) (Res
 		return ReservedDomain{}, fmt.Errorf("update reserved domain %s: %w", d.ID, err)
 	}
 	policy, err := jsonColumn(d.CertPolicy)
+	if err != nil {
+		return ReservedDomain{}, fmt.Errorf("update reserved domain %s: %w", d.ID, err)
+	}
+	tlsSettings, err := jsonColumn(d.TLS)
 	if err != nil {
 		return ReservedDomain{}, fmt.Errorf("update reserved domain %s: %w", d.ID, err)
 	}
@@ -223,8 +248,8 @@ func (s *Store) UpdateReservedDomain(ctx context.Context, d ReservedDomain) (Res
 			}
 		}
 		var err error
-		out, err = scanDomain(s.queryRow(ctx, tx, "UPDATE reserved_domains SET description = ?, metadata = ?, certificate_id = ?, cert_policy = ? WHERE id = ? AND account_id = ? RETURNING "+domainCols,
-			d.Description, d.Metadata, nullString(d.CertificateID), policy, d.ID, d.AccountID))
+		out, err = scanDomain(s.queryRow(ctx, tx, "UPDATE reserved_domains SET description = ?, metadata = ?, certificate_id = ?, cert_policy = ?, tls_settings = ? WHERE id = ? AND account_id = ? RETURNING "+domainCols,
+			d.Description, d.Metadata, nullString(d.CertificateID), policy, tlsSettings, d.ID, d.AccountID))
 		if isForeignKeyViolation(err) {
 			return fmt.Errorf("certificate %s: %w", d.CertificateID, ErrNotFound)
 		}

@@ -91,6 +91,10 @@ var migrations = [][]string{
 		)`,
 		`CREATE INDEX reserved_addrs_account ON reserved_addrs (account_id, id)`,
 	},
+	// 2: per-domain edge TLS settings (minimum version, client CAs), JSON.
+	{
+		`ALTER TABLE reserved_domains ADD COLUMN tls_settings TEXT`,
+	},
 }
 
 // schemaVersion is the schema version this binary migrates to.
