@@ -416,3 +416,32 @@ func TestAPIEdgeTLS(t *testing.T) {
 		t.Errorf("after dropping mutual TLS: %v, want ok", err)
 	}
 }
+
+// TestAPIObjectsSurviveRestart: reservations, certificates and keys come back after a
+// relay restart (online tunnels do not: agents bind again).
+func TestAPIObjectsSurviveRestart(t *testing.T) {
+	r := newAPIRelay(t)
+	c := r.api(r.Account)
+	ca := certtest.NewCA(t, "Restart CA")
+	certPEM, keyPEM := pemOf(ca.Server(t, "kept.restart.test"))
+	cert := c.must(201, "POST", "/tls_certificates", map[string]any{"certificate_pem": certPEM, "private_key_pem": keyPEM})
+	c.must(201, "POST", "/reserved_domains", map[string]any{"domain": "kept.restart.test", "certificate_id": cert["id"]})
+	addr := c.must(201, "POST", "/reserved_addrs", map[string]any{})["addr"].(string)
+
+	r.Restart()
+	if l := c.must(200, "GET", "/reserved_domains", nil); len(l["reserved_domains"].([]any)) != 1 {
+		t.Errorf("after restart: %v, want the reserved domain", l)
+	}
+	r.startAgent(&forward.Tunnel{Name: "kept", Proto: "http", Addr: named(t, "kept"), Domain: "kept.restart.test"})
+	conn, err := tls.Dial("tcp", r.Srv.HTTPSAddr().String(), &tls.Config{ServerName: "kept.restart.test", RootCAs: ca.Pool})
+	if err != nil {
+		t.Fatalf("after restart, TLS with the uploaded certificate: %v", err)
+	}
+	conn.Close()
+	_, otherToken := r.NewAccount(t, "other")
+	cfg := r.agentConfig(&forward.Tunnel{Name: "steal", Proto: "tcp", Addr: echoServer(t), RemoteAddr: addr})
+	cfg.Authtoken = otherToken
+	if _, err := r.tryAgent(cfg); err == nil || !strings.Contains(err.Error(), "reserved by another account") {
+		t.Errorf("after restart, another account binding %s = %v, want refused", addr, err)
+	}
+}
