@@ -181,8 +181,7 @@ func TestWriteFrameSingleWrite(t *testing.T) {
 
 func TestWriteMsgReadMsg(t *testing.T) {
 	var buf bytes.Buffer
-	in := protocol.Bind{TunnelID: 7, Name: "web", Proto: protocol.ProtoTLS, Domain: "a.example.com",
-		TerminateAt: protocol.TerminateEdge, Labels: map[string]string{"k": "v"}}
+	in := protocol.Bind{TunnelID: 7, Name: "web", Proto: protocol.ProtoLabeled, Labels: map[string]string{"k": "v"}}
 	if err := protocol.WriteMsg(&buf, protocol.TypeBind, &in); err != nil {
 		t.Fatalf("WriteMsg error = %v, want nil", err)
 	}
@@ -191,7 +190,7 @@ func TestWriteMsgReadMsg(t *testing.T) {
 		t.Fatalf("ReadMsg error = %v, want nil", err)
 	}
 	if out.TunnelID != in.TunnelID || out.Name != in.Name || out.Proto != in.Proto || out.Domain != in.Domain ||
-		out.TerminateAt != in.TerminateAt || out.Labels["k"] != "v" {
+		out.Labels["k"] != "v" {
 		t.Errorf("ReadMsg = %+v, want %+v", out, in)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"runtime"
+	"strings"
 )
 
 // Tunnel protocols as they appear in Bind.Proto.
@@ -12,6 +13,9 @@ const (
 	ProtoHTTP = "http"
 	ProtoTCP  = "tcp"
 	ProtoTLS  = "tls"
+	// ProtoLabeled is a labeled tunnel: no public name of its own; edges whose backend
+	// selects its labels send it HTTP, TLS or TCP streams (the stream header says which).
+	ProtoLabeled = "labeled"
 )
 
 // Where a tls tunnel's TLS is terminated (Bind.TerminateAt).
@@ -74,10 +78,11 @@ const (
 	CapHeaders        = "headers"
 	CapCompression    = "compression"
 	CapCircuitBreaker = "circuit_breaker"
+	CapLabels         = "labels"
 )
 
 // RelayCapabilities is what this build's relay enforces.
-var RelayCapabilities = []string{CapIPPolicy, CapBasicAuth, CapHeaders, CapCompression, CapCircuitBreaker}
+var RelayCapabilities = []string{CapIPPolicy, CapBasicAuth, CapHeaders, CapCompression, CapCircuitBreaker, CapLabels}
 
 // Needs lists the capabilities a relay must have to honour b.
 func (b *Bind) Needs() []string {
@@ -96,6 +101,9 @@ func (b *Bind) Needs() []string {
 	}
 	if b.CircuitBreaker != 0 {
 		need = append(need, CapCircuitBreaker)
+	}
+	if b.Proto == ProtoLabeled {
+		need = append(need, CapLabels)
 	}
 	return need
 }
@@ -163,8 +171,18 @@ type Bind struct {
 func (b *Bind) validate() error {
 	switch b.Proto {
 	case ProtoHTTP, ProtoTCP, ProtoTLS:
+		if len(b.Labels) > 0 {
+			return fmt.Errorf("labels are for labeled tunnels (proto %q)", ProtoLabeled)
+		}
+	case ProtoLabeled:
+		if err := ValidLabels(b.Labels); err != nil {
+			return err
+		}
+		if b.Domain != "" || b.RemoteAddr != "" {
+			return errors.New("a labeled tunnel has no domain or remote address: the edges that select its labels have them")
+		}
 	default:
-		return fmt.Errorf("proto %q: want http, tcp or tls", b.Proto)
+		return fmt.Errorf("proto %q: want http, tcp, tls or labeled", b.Proto)
 	}
 	switch b.TerminateAt {
 	case "", TerminateEdge, TerminateAgent, TerminateUpstream:
@@ -183,8 +201,38 @@ func (b *Bind) validate() error {
 	return nil
 }
 
+// ValidLabels checks a labeled tunnel's labels: 1 to MaxLabels, keys and values of
+// letters, digits and "-_./:" (keys 1-63 bytes, values 1-255).
+func ValidLabels(labels map[string]string) error {
+	if len(labels) == 0 {
+		return errors.New("a labeled tunnel needs at least one label, e.g. --label edge=web")
+	}
+	if len(labels) > MaxLabels {
+		return fmt.Errorf("%d labels, at most %d", len(labels), MaxLabels)
+	}
+	for k, v := range labels {
+		if len(k) == 0 || len(k) > 63 || !labelText(k) {
+			return fmt.Errorf("label key %q: 1-63 letters, digits or -_./:", k)
+		}
+		if len(v) == 0 || len(v) > 255 || !labelText(v) {
+			return fmt.Errorf("label %s value %q: 1-255 letters, digits or -_./:", k, v)
+		}
+	}
+	return nil
+}
+
+func labelText(s string) bool {
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.ContainsRune("-_./:", c)) {
+			return false
+		}
+	}
+	return true
+}
+
 // Limits on what one Bind may carry.
 const (
+	MaxLabels      = 20
 	MaxBasicAuth   = 100
 	MaxCIDRRules   = 1000
 	MaxHeaderRules = 100
