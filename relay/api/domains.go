@@ -222,7 +222,7 @@ func (a *API) createDomain(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, badField("certificate_id", "a domain uses either an uploaded certificate or certificate_management_policy, not both"))
 		return
 	}
-	if d.CertificateID == "" && d.CertPolicy == nil && a.cfg.ACME != nil {
+	if d.CertificateID == "" && d.CertPolicy == nil && a.cfg.ACME != nil && (name[0] != '*' || a.cfg.ACME.ChallengeTarget(name) != "") {
 		d.CertPolicy = &store.CertPolicy{Authority: "letsencrypt", PrivateKeyType: "ecdsa"} // automated by default
 	}
 	if e := a.checkDomainCert(r, &d); e != nil {
@@ -253,6 +253,9 @@ func (a *API) checkDomainCert(r *http.Request, d *store.ReservedDomain) *Error {
 	if p := d.CertPolicy; p != nil {
 		if a.cfg.ACME == nil {
 			return badField("certificate_management_policy", "this relay has no ACME account configured (start it with --acme-email); upload a certificate and set certificate_id instead")
+		}
+		if d.Domain[0] == '*' && a.cfg.ACME.ChallengeTarget(d.Domain) == "" {
+			return badField("certificate_management_policy", "automated certificates for a wildcard need DNS-01: start the relay with --dns-addr (and delegate --acme-zone to it), or upload a certificate for %s", d.Domain)
 		}
 		if p.Authority == "" {
 			p.Authority = "letsencrypt"

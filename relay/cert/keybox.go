@@ -2,7 +2,9 @@ package cert
 
 import (
 	"bytes"
+	"crypto/hmac"
 	"crypto/rand"
+	"crypto/sha256"
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
@@ -225,4 +227,15 @@ func LoadSealed(certPEM string, sealed []byte, kb *Keybox) (*tls.Certificate, er
 		return nil, fmt.Errorf("load stored certificate: %w", err)
 	}
 	return &b.Certificate, nil
+}
+
+// DeriveKey returns a 32-byte key for one purpose (e.g. "acme storage"), derived from
+// the keybox key with HMAC-SHA256, so other stores can seal with keys that are distinct
+// from the keybox's own but need no file of their own.
+func (k *Keybox) DeriveKey(purpose string) *[32]byte {
+	mac := hmac.New(sha256.New, k.key[:])
+	mac.Write([]byte("ferry keybox derive: " + purpose))
+	var out [32]byte
+	copy(out[:], mac.Sum(nil))
+	return &out
 }

@@ -48,6 +48,12 @@ type Config struct {
 	// derived from base with the name's edge TLS settings (minimum version, client
 	// CAs); nil keeps base.
 	TerminationConfig func(name string, base *tls.Config) *tls.Config
+	// Challenge, when set, may take a connection whose ClientHello is an ACME TLS-ALPN-01
+	// validation (it reports whether it did); it runs before routing, so passthrough
+	// tunnels never see the CA's handshake.
+	Challenge func(hello *sni.ClientHello, c net.Conn) bool
+	// PlainHTTP, when set, wraps the plain-HTTP handler (ACME HTTP-01 answers).
+	PlainHTTP func(http.Handler) http.Handler
 	// Agent serves an agent that connected over TCP+TLS (ALPN ferry/1) instead of QUIC:
 	// the fallback transport shares the public TLS port. It returns when the session ends.
 	Agent func(net.Conn)
@@ -76,7 +82,11 @@ func New(cfg Config) *Edge {
 	e.tlsPlain = &tls.Config{GetCertificate: getCert, MinVersion: tls.VersionTLS12}
 	h := http.HandlerFunc(e.serveHTTP)
 	e.https = e.newHTTPServer(h)
-	e.plain = e.newHTTPServer(h)
+	var plain http.Handler = h
+	if cfg.PlainHTTP != nil {
+		plain = cfg.PlainHTTP(h)
+	}
+	e.plain = e.newHTTPServer(plain)
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
@@ -188,6 +198,9 @@ func (e *Edge) handleTLS(raw net.Conn) {
 			sni.WriteAlert(c, sni.AlertHandshakeFailure) //nolint:errcheck // best effort before close
 		}
 		c.Close()
+		return
+	}
+	if e.cfg.Challenge != nil && e.cfg.Challenge(hello, c) {
 		return
 	}
 	if e.cfg.Agent != nil && slices.Contains(hello.ALPN, protocol.ALPN) {

@@ -21,6 +21,7 @@ import (
 	"github.com/ferrytunnel/ferry/agent/tlsconf"
 	"github.com/ferrytunnel/ferry/protocol"
 	"github.com/ferrytunnel/ferry/protocol/transport"
+	"github.com/ferrytunnel/ferry/relay/acme"
 	"github.com/ferrytunnel/ferry/relay/api"
 	"github.com/ferrytunnel/ferry/relay/cert"
 	"github.com/ferrytunnel/ferry/relay/config"
@@ -28,6 +29,7 @@ import (
 	"github.com/ferrytunnel/ferry/relay/reserve"
 	"github.com/ferrytunnel/ferry/relay/route"
 	"github.com/ferrytunnel/ferry/relay/session"
+	"github.com/ferrytunnel/ferry/relay/sni"
 	"github.com/ferrytunnel/ferry/relay/store"
 )
 
@@ -67,6 +69,7 @@ type Server struct {
 	tlsConfs  sync.Map // termination config key → *tls.Config with a domain's TLS settings
 	apiLn     net.Listener
 	apiServer *http.Server
+	acme      *acme.Manager // nil without --acme-email
 
 	devCerts     sync.Map // name → *tls.Certificate, issued by DevCA
 	devCertCount atomic.Int64
@@ -287,7 +290,25 @@ func (s *Server) Serve(ctx context.Context) error {
 	tcpHost := c.TCPHost()
 	var sessions *session.Server
 	agentTLS := &tls.Config{Certificates: []tls.Certificate{*s.cert}, MinVersion: tls.VersionTLS13, NextProtos: []string{protocol.ALPN}}
+	if err := s.startACME(); err != nil {
+		return err
+	}
+	var challenge func(*sni.ClientHello, net.Conn) bool
+	var plainHTTP func(http.Handler) http.Handler
+	if m := s.acme; m != nil {
+		challenge = func(h *sni.ClientHello, c net.Conn) bool {
+			if !acme.IsTLSALPN(h.ServerName, h.ALPN) {
+				return false
+			}
+			if err := m.ServeTLSALPN(c); err != nil {
+				s.log.Debug("ACME TLS-ALPN-01 validation", "remote", c.RemoteAddr(), "err", err)
+			}
+			return true
+		}
+		plainHTTP = m.HTTPHandler
+	}
 	s.edge = edge.New(edge.Config{Table: s.table, Certificate: s.certificate, Log: s.log, TerminationConfig: s.terminationConfig,
+		Challenge: challenge, PlainHTTP: plainHTTP,
 		Agent: func(c net.Conn) { s.serveTCPAgent(ctx, sessions, c, agentTLS) }})
 	sessions = session.NewServer(session.Config{
 		Table: s.table, Edge: s.edge, Auth: s.opts.Auth, Domain: c.Domain, Domains: s.domains, Addrs: s.addrs,
@@ -317,6 +338,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			wg.Go(func() { sessions.Serve(ctx, transport.NewQUICSession(qc)) }) //nolint:errcheck // logged inside
 		}
 	})
+	s.manageReserved()
 	s.log.Info("relay started", "quic", s.QUICAddr(), "https", s.HTTPSAddr(), "http", s.HTTPAddr(), "api", s.APIAddr(),
 		"domain", c.Domain, "tcp_ports", c.TCPPorts)
 	<-ctx.Done()
@@ -331,6 +353,9 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.edge.Close()
 	wg.Wait()
 	s.quicLn.Close()
+	if s.acme != nil {
+		s.acme.Close()
+	}
 	s.closeStore()
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
@@ -367,6 +392,13 @@ const maxDevCerts = 1000
 func (s *Server) certificate(name string) (*tls.Certificate, error) {
 	if c := s.reservedCert(name); c != nil {
 		return c, nil
+	}
+	if s.acme != nil {
+		if r, ok := s.domains.Lookup(name); ok && r.Managed {
+			if c, ok := s.acme.Certificate(name); ok {
+				return c, nil
+			}
+		}
 	}
 	if s.opts.DevCA == nil || name == "" {
 		return s.cert, nil
@@ -430,8 +462,12 @@ func (s *Server) newAPIServer(ports config.PortRange, tcpHost string) *http.Serv
 	if target == "" {
 		target = c.Domain
 	}
+	var certs api.Certificates
+	if s.acme != nil {
+		certs = acmeCerts{s}
+	}
 	h := api.New(api.Config{
-		Store: s.store, Keybox: s.keybox, Domains: s.domains, Addrs: s.addrs,
+		Store: s.store, Keybox: s.keybox, Domains: s.domains, Addrs: s.addrs, ACME: certs,
 		CNAMETarget: target, AddrHost: c.Domain, TCPLow: ports.Low, TCPHigh: ports.High,
 		PortFree: func(p int) bool {
 			if s.table.Port(p) != nil {
@@ -506,3 +542,113 @@ func (s *Server) clientCAs(r reserve.Reservation) (*x509.CertPool, error) {
 	}
 	return pool, nil
 }
+
+// startACME starts the automated-certificate manager when --acme-email is set, with its
+// challenge DNS zone when --dns-addr is.
+func (s *Server) startACME() error {
+	c := &s.opts.Config
+	if c.ACMEEmail == "" {
+		return nil
+	}
+	cfg := acme.Config{
+		DirectoryURL: c.ACMECA, Email: c.ACMEEmail,
+		StorageDir: filepath.Join(c.Data, "acme"), StorageKey: s.keybox.DeriveKey("acme storage"),
+		HTTPPort: portOf(s.HTTPAddr()), TLSPort: portOf(s.HTTPSAddr()),
+		DisableHTTP01: s.httpLn == nil, DisableTLSALPN01: s.httpsLn == nil,
+		Log: s.log.With("component", "acme"), OnStatus: s.saveCertStatus,
+	}
+	if c.ACMECARoot != "" {
+		pool, _, err := tlsconf.LoadCAs(c.ACMECARoot, "--acme-ca-root")
+		if err != nil {
+			return err
+		}
+		cfg.RootCAs = pool
+	}
+	if c.DNSAddr != "" {
+		cfg.ChallengeZone = c.ACMEZone
+		if cfg.ChallengeZone == "" {
+			cfg.ChallengeZone = "acme." + c.Domain
+		}
+	}
+	m, err := acme.New(cfg)
+	if err != nil {
+		return fmt.Errorf("acme: %w", err)
+	}
+	if c.DNSAddr != "" {
+		addr, err := m.ListenDNS(c.DNSAddr)
+		if err != nil {
+			m.Close()
+			return fmt.Errorf("--dns-addr %s: %w", c.DNSAddr, err)
+		}
+		s.log.Info("serving the ACME challenge zone", "zone", cfg.ChallengeZone, "dns", addr)
+	}
+	s.acme = m
+	return nil
+}
+
+// manageReserved asks for certificates for every reserved domain with automated
+// certificates (stored ones load without asking the CA).
+func (s *Server) manageReserved() {
+	if s.acme == nil {
+		return
+	}
+	ds, err := s.store.AllReservedDomains(context.Background())
+	if err != nil {
+		s.log.Error("load reserved domains for ACME", "err", err)
+		return
+	}
+	for _, d := range ds {
+		if d.CertPolicy != nil {
+			if err := s.acme.Manage(d.Domain); err != nil {
+				s.log.Warn("automated certificate", "domain", d.Domain, "err", err)
+			}
+		}
+	}
+}
+
+// saveCertStatus stores a managed domain's state as its certificate_management_status.
+func (s *Server) saveCertStatus(domain string, st acme.Status) {
+	r, ok := s.domains.Lookup(domain)
+	if !ok || r.Domain != domain {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.store.SetCertStatus(ctx, r.ID, certStatus(st)); err != nil {
+		s.log.Warn("save certificate status", "domain", domain, "err", err)
+	}
+}
+
+// certStatus maps the manager's state onto ngrok's certificate_management_status.
+func certStatus(st acme.Status) *store.CertStatus {
+	out := &store.CertStatus{RenewsAt: st.RenewsAt}
+	if st.State != acme.StateIssued {
+		out.ProvisioningJob = &store.ProvisioningJob{Msg: st.State, StartedAt: st.StartedAt, RetriesAt: st.RetriesAt}
+		if st.Error != "" {
+			out.ProvisioningJob.ErrorCode = "FERRY_ACME_FAILED"
+			out.ProvisioningJob.Msg = st.Error
+		}
+	}
+	return out
+}
+
+// acmeCerts adapts the ACME manager for the management API.
+type acmeCerts struct{ s *Server }
+
+func (a acmeCerts) Manage(domain string) {
+	if err := a.s.acme.Manage(domain); err != nil {
+		a.s.log.Warn("automated certificate", "domain", domain, "err", err)
+	}
+}
+
+func (a acmeCerts) Unmanage(domain string) { a.s.acme.Unmanage(domain) }
+
+func (a acmeCerts) Status(domain string) (store.CertStatus, bool) {
+	st := a.s.acme.Status(domain)
+	if st.State == "" {
+		return store.CertStatus{}, false
+	}
+	return *certStatus(st), true
+}
+
+func (a acmeCerts) ChallengeTarget(domain string) string { return a.s.acme.ChallengeTarget(domain) }
