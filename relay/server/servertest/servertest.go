@@ -31,6 +31,8 @@ type Options struct {
 	Log *slog.Logger
 	// APIAddr turns the management API on (e.g. "127.0.0.1:0"); default off.
 	APIAddr string
+	// Configure, when set, edits the relay's configuration before it starts (e.g. ACME).
+	Configure func(*config.Config)
 }
 
 // Relay is one running relay.
@@ -79,6 +81,9 @@ func Start(t testing.TB, o Options) *Relay {
 		QUICAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		TCPPorts: fmt.Sprintf("%d-%d", low, low+99), Domain: Domain, Data: dir,
 		LogFormat: "logfmt", LogLevel: "info", APIAddr: o.APIAddr,
+	}
+	if o.Configure != nil {
+		o.Configure(&cfg)
 	}
 	r := &Relay{t: t, CA: ca, Token: cred.Token, Store: st, Account: acct.ID,
 		Opts: server.Options{Config: cfg, Certificate: &leaf, Store: st, Log: o.Log, Version: "test"}}
