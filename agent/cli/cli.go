@@ -185,6 +185,18 @@ func newApp(env Env) *cli.App {
 				Action: func(c *cli.Context) error { return runTunnel(c, env, "tls") },
 			},
 			{
+				Name:      "tunnel",
+				Usage:     "start a labeled tunnel: edges whose backend selects its labels route traffic to it",
+				ArgsUsage: "PORT|HOST:PORT|URL",
+				Flags: tunnelFlags(
+					&cli.StringSliceFlag{Name: "label", Usage: "`KEY=VALUE` label (repeatable, at least one), e.g. --label edge=web"},
+					&cli.BoolFlag{Name: "inspect", Value: true, Usage: "record HTTP requests for the inspection UI and local API (--inspect=false to turn off)"},
+					&cli.StringFlag{Name: "host-header", Usage: "Host header sent upstream: rewrite (the upstream's host:port) or a `VALUE` (default: the public host)"},
+					&cli.BoolFlag{Name: "upstream-tls-verify", Value: true, Usage: "verify an https:// upstream's certificate (--upstream-tls-verify=false for self-signed)"},
+				),
+				Action: func(c *cli.Context) error { return runTunnel(c, env, "labeled") },
+			},
+			{
 				Name:      "start",
 				Usage:     "start tunnels defined in the configuration file",
 				ArgsUsage: "NAME... | --all",
@@ -373,6 +385,7 @@ type tunnelSpec struct {
 	compression                                                                bool
 	circuitBreaker                                                             float64
 	inspect, upstreamTLSVerify                                                 bool
+	labels                                                                     []string // KEY=VALUE, labeled tunnels
 	optKey                                                                     func(option string) string
 }
 
@@ -387,6 +400,11 @@ func (s tunnelSpec) build() (*forward.Tunnel, error) {
 	}
 	t := &forward.Tunnel{Name: s.name, Proto: s.proto, Addr: addr, Domain: s.domain, RemoteAddr: s.remoteAddr, TerminateAt: s.terminateAt,
 		HostHeader: s.hostHeader, Inspect: s.inspect, InsecureUpstream: !s.upstreamTLSVerify}
+	if s.proto == "labeled" {
+		if t.Labels, err = config.ParseLabels(s.labels); err != nil {
+			return nil, fmt.Errorf("%s: %w", s.optKey("label"), err)
+		}
+	}
 	switch {
 	case strings.HasPrefix(s.addr, "https://"):
 		t.Scheme = "https"
@@ -475,7 +493,11 @@ func runTunnel(c *cli.Context, env Env, proto string) error {
 		basicAuth: c.StringSlice("basic-auth"), cidrAllow: c.StringSlice("cidr-allow"), cidrDeny: c.StringSlice("cidr-deny"),
 		headers:     [4][]string{c.StringSlice("request-header-add"), c.StringSlice("request-header-remove"), c.StringSlice("response-header-add"), c.StringSlice("response-header-remove")},
 		compression: c.Bool("compression"), circuitBreaker: c.Float64("circuit-breaker"),
-		proxyProto: c.Int("proxy-proto"), hostHeader: c.String("host-header"), inspect: proto == "http" && c.Bool("inspect"), upstreamTLSVerify: !c.IsSet("upstream-tls-verify") || c.Bool("upstream-tls-verify")}
+		proxyProto: c.Int("proxy-proto"), hostHeader: c.String("host-header"), upstreamTLSVerify: !c.IsSet("upstream-tls-verify") || c.Bool("upstream-tls-verify"),
+		inspect: (proto == "http" || proto == "labeled") && c.Bool("inspect"), labels: c.StringSlice("label")}
+	if proto == "labeled" && len(spec.labels) == 0 {
+		return usageErr("ferry tunnel needs at least one --label KEY=VALUE (the labels an edge's tunnel_group backend selects)")
+	}
 	if proto != "tls" && (spec.crt != "" || spec.mutualTLSCAs != "" || spec.terminateAt != "") {
 		return usageErr("--crt, --key, --mutual-tls-cas and --terminate-at are for ferry tls")
 	}
@@ -508,12 +530,16 @@ func runStart(c *cli.Context, env Env) error {
 		if !ok {
 			return usageErr("ferry start: no tunnel %q in %s (defined: %s)", name, path, strings.Join(slices.Sorted(maps.Keys(file.Tunnels)), ", "))
 		}
-		spec := tunnelSpec{name: name, proto: ft.Proto, addr: ft.Addr, domain: ft.Domain, remoteAddr: ft.RemoteAddr,
+		proto := ft.Proto
+		if proto == "" && len(ft.Labels) > 0 {
+			proto = "labeled"
+		}
+		spec := tunnelSpec{name: name, proto: proto, labels: ft.Labels, addr: ft.Addr, domain: ft.Domain, remoteAddr: ft.RemoteAddr,
 			terminateAt: ft.TerminateAt, crt: ft.Crt, key: ft.Key, mutualTLSCAs: ft.MutualTLSCAs, hostHeader: ft.HostHeader, proxyProto: ft.ProxyProto,
 			basicAuth: ft.BasicAuth, cidrAllow: ft.CIDRAllow, cidrDeny: ft.CIDRDeny,
 			headers:     [4][]string{ft.RequestHeaderAdd, ft.RequestHeaderRemove, ft.ResponseHeaderAdd, ft.ResponseHeaderRemove},
 			compression: ft.Compression, circuitBreaker: ft.CircuitBreaker,
-			inspect: ft.Proto == "http" && (ft.Inspect == nil || *ft.Inspect), upstreamTLSVerify: ft.UpstreamTLSVerify == nil || *ft.UpstreamTLSVerify,
+			inspect: (proto == "http" || proto == "labeled") && (ft.Inspect == nil || *ft.Inspect), upstreamTLSVerify: ft.UpstreamTLSVerify == nil || *ft.UpstreamTLSVerify,
 			optKey: func(o string) string {
 				return fmt.Sprintf("%s: tunnels.%s.%s", path, name, strings.ReplaceAll(o, "-", "_"))
 			}}

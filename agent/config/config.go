@@ -14,6 +14,8 @@ import (
 
 	"github.com/BurntSushi/toml"
 
+	"github.com/ferrytunnel/ferry/protocol"
+
 	relayconfig "github.com/ferrytunnel/ferry/relay/config"
 )
 
@@ -48,14 +50,17 @@ type File struct {
 
 // Tunnel is one named tunnel in the file.
 type Tunnel struct {
-	Proto        string `toml:"proto"`
-	Addr         string `toml:"addr"`
-	Domain       string `toml:"domain"`
-	RemoteAddr   string `toml:"remote_addr"`
-	Crt          string `toml:"crt"`
-	Key          string `toml:"key"`
-	MutualTLSCAs string `toml:"mutual_tls_cas"`
-	TerminateAt  string `toml:"terminate_at"`
+	// Proto is http, tcp, tls, or labeled (the default when Labels are set).
+	Proto string `toml:"proto"`
+	// Labels ("key=value") make a labeled tunnel: edges whose backend selects them route to it.
+	Labels       []string `toml:"labels"`
+	Addr         string   `toml:"addr"`
+	Domain       string   `toml:"domain"`
+	RemoteAddr   string   `toml:"remote_addr"`
+	Crt          string   `toml:"crt"`
+	Key          string   `toml:"key"`
+	MutualTLSCAs string   `toml:"mutual_tls_cas"`
+	TerminateAt  string   `toml:"terminate_at"`
 	// Inspect records HTTP requests for the inspection UI (default true).
 	Inspect *bool `toml:"inspect"`
 	// HostHeader is "rewrite" or a value for the Host header sent upstream (http).
@@ -132,10 +137,17 @@ func (f *File) Check() []error {
 	}
 	for _, name := range slices.Sorted(maps.Keys(f.Tunnels)) {
 		t := f.Tunnels[name]
-		switch t.Proto {
-		case "http", "tcp", "tls":
+		switch {
+		case t.Proto == "http", t.Proto == "tcp", t.Proto == "tls":
+			if len(t.Labels) > 0 {
+				errs = append(errs, fmt.Errorf("%s: tunnels.%s.labels: labels make a labeled tunnel; drop proto %q (or set proto = \"labeled\")", at(toml.Key{"tunnels", name, "labels"}), name, t.Proto))
+			}
+		case t.Proto == "labeled", t.Proto == "" && len(t.Labels) > 0:
+			if _, err := ParseLabels(t.Labels); err != nil {
+				errs = append(errs, fmt.Errorf("%s: tunnels.%s.labels: %v", at(toml.Key{"tunnels", name, "labels"}), name, err))
+			}
 		default:
-			errs = append(errs, fmt.Errorf("%s: tunnels.%s.proto %q: want http, tcp or tls", at(toml.Key{"tunnels", name, "proto"}), name, t.Proto))
+			errs = append(errs, fmt.Errorf("%s: tunnels.%s.proto %q: want http, tcp, tls, or labels = [\"key=value\"] for a labeled tunnel", at(toml.Key{"tunnels", name, "proto"}), name, t.Proto))
 		}
 		if t.Addr == "" {
 			errs = append(errs, fmt.Errorf("%s: tunnels.%s: addr is required (a port, HOST:PORT or URL)", at(toml.Key{"tunnels", name}), name))
@@ -178,4 +190,23 @@ func AddAuthtoken(path, token string) error {
 		return err
 	}
 	return os.Chmod(path, 0o600) // an existing file keeps its mode on write: it now holds a secret
+}
+
+// ParseLabels turns "key=value" strings into a label map, checked as the relay checks them.
+func ParseLabels(in []string) (map[string]string, error) {
+	out := make(map[string]string, len(in))
+	for _, l := range in {
+		k, v, ok := strings.Cut(l, "=")
+		if !ok {
+			return nil, fmt.Errorf("label %q: want KEY=VALUE, e.g. edge=web", l)
+		}
+		if _, dup := out[k]; dup {
+			return nil, fmt.Errorf("label %q given twice", k)
+		}
+		out[k] = v
+	}
+	if err := protocol.ValidLabels(out); err != nil {
+		return nil, err
+	}
+	return out, nil
 }

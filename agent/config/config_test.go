@@ -138,10 +138,15 @@ func TestCheck(t *testing.T) {
 		{"bad version", "# c\nversion = \"2\"\n",
 			[]string{`2: version "2": this agent reads version "1"`}},
 		{"bad proto", "[tunnels.web]\naddr = \"8080\"\nproto = \"ftp\"\n",
-			[]string{`3: tunnels.web.proto "ftp": want http, tcp or tls`}},
+			[]string{`3: tunnels.web.proto "ftp": want http, tcp, tls, or labels = ["key=value"] for a labeled tunnel`}},
 		// No proto line either: the [tunnels.web] header is the place to fix.
 		{"missing proto", "[tunnels.web]\naddr = \"8080\"\n",
-			[]string{`1: tunnels.web.proto "": want http, tcp or tls`}},
+			[]string{`1: tunnels.web.proto "": want http, tcp, tls, or labels = ["key=value"] for a labeled tunnel`}},
+		{"labeled", "[tunnels.web]\naddr = \"8080\"\nlabels = [\"edge=web\", \"env=prod\"]\n", nil},
+		{"bad label", "[tunnels.web]\naddr = \"8080\"\nlabels = [\"edge\"]\n",
+			[]string{`3: tunnels.web.labels: label "edge": want KEY=VALUE, e.g. edge=web`}},
+		{"labels with proto http", "[tunnels.web]\naddr = \"8080\"\nproto = \"http\"\nlabels = [\"edge=web\"]\n",
+			[]string{`4: tunnels.web.labels: labels make a labeled tunnel; drop proto "http" (or set proto = "labeled")`}},
 		{"bad terminate_at", "[tunnels.web]\nproto = \"tls\"\naddr = \"8443\"\nterminate_at = \"client\"\n",
 			[]string{`4: tunnels.web.terminate_at "client": want edge, agent or upstream`}},
 		// A missing addr has no line of its own: the [tunnels.web] header is the place to fix.

@@ -36,8 +36,11 @@ const HandshakeTimeout = 10 * time.Second
 type Tunnel struct {
 	// Name identifies the tunnel locally (e.g. "http-8080" or a config-file name).
 	Name string
-	// Proto is http, tcp or tls.
+	// Proto is http, tcp, tls or labeled.
 	Proto string
+	// Labels are a labeled tunnel's labels: edges whose backends select them send it
+	// HTTP, TLS or TCP streams.
+	Labels map[string]string
 	// Addr is the upstream, HOST:PORT.
 	Addr string
 	// Domain is the requested hostname (http, tls); RemoteAddr the requested address (tcp).
@@ -89,7 +92,8 @@ type Tunnel struct {
 // needsHTTP reports whether the agent must parse HTTP for this tunnel (otherwise it
 // copies bytes, the fastest path).
 func (t *Tunnel) needsHTTP() bool {
-	return t.Proto == protocol.ProtoHTTP && (t.Inspect && t.Store != nil || t.Scheme == "https" || t.HostHeader != "" || t.FileRoot != "")
+	return (t.Proto == protocol.ProtoHTTP || t.Proto == protocol.ProtoLabeled) &&
+		(t.Inspect && t.Store != nil || t.Scheme == "https" || t.HostHeader != "" || t.FileRoot != "")
 }
 
 // Start prepares the tunnel's HTTP server if it needs one; Close stops it.
@@ -114,7 +118,7 @@ func (t *Tunnel) Upstream() string {
 		return "file://" + t.FileRoot
 	case t.Network == "unix":
 		return t.Proto + "+unix:" + t.Addr
-	case t.Proto == protocol.ProtoHTTP:
+	case t.Proto == protocol.ProtoHTTP || t.Proto == protocol.ProtoLabeled:
 		if t.Scheme == "https" {
 			return "https://" + t.Addr
 		}
@@ -128,7 +132,7 @@ func (t *Tunnel) Upstream() string {
 
 // Bind returns the Bind message for this tunnel.
 func (t *Tunnel) Bind(id uint32) *protocol.Bind {
-	return &protocol.Bind{TunnelID: id, Name: t.Name, Proto: t.Proto, Domain: t.Domain,
+	return &protocol.Bind{TunnelID: id, Name: t.Name, Proto: t.Proto, Labels: t.Labels, Domain: t.Domain,
 		RemoteAddr: t.RemoteAddr, TerminateAt: t.TerminateAt, MutualTLSCAs: string(t.ClientCAsPEM),
 		BasicAuth: t.authHashes, CIDRAllow: t.CIDRAllow, CIDRDeny: t.CIDRDeny,
 		RequestHeaderAdd: t.RequestHeaderAdd, RequestHeaderRemove: t.RequestHeaderRemove,

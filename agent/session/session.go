@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	mathrand "math/rand/v2"
 	"net"
 	"slices"
@@ -479,7 +480,7 @@ func (c *Client) bindOne(ctx context.Context, cs *control, e *entry) error {
 	c.mu.Lock()
 	prev := e.urls
 	c.mu.Unlock()
-	if len(prev) > 0 { // keep the same public URL across reconnects
+	if len(prev) > 0 && t.Proto != protocol.ProtoLabeled { // keep the same public URL across reconnects
 		b.Rebind = true
 		if h, p := hostPort(prev[0]); t.Proto == protocol.ProtoTCP {
 			b.RemoteAddr = net.JoinHostPort(h, p)
@@ -503,7 +504,19 @@ func (c *Client) bindOne(ctx context.Context, cs *control, e *entry) error {
 	for _, u := range resp.URLs {
 		c.log.Info("tunnel started", "name", t.Name, "url", u, "addr", t.Upstream())
 	}
+	if len(t.Labels) > 0 {
+		c.log.Info("tunnel started", "name", t.Name, "labels", labelString(t.Labels), "addr", t.Upstream())
+	}
 	return nil
+}
+
+// labelString shows labels as "k1=v1,k2=v2", sorted.
+func labelString(labels map[string]string) string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		parts = append(parts, k+"="+labels[k])
+	}
+	return strings.Join(parts, ",")
 }
 
 func hostPort(u string) (string, string) {

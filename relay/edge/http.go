@@ -66,10 +66,14 @@ func (e *Edge) NewHTTPHandler(t *route.Tunnel) (http.Handler, func()) {
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
 	}
+	urlHost := t.Host
+	if urlHost == "" {
+		urlHost = "labeled.invalid" // labeled tunnels have no name; the agent ignores it
+	}
 	p := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme = "http"
-			pr.Out.URL.Host = t.Host
+			pr.Out.URL.Host = urlHost
 			pr.SetXForwarded()
 			pr.Out.Host = pr.In.Host
 			t.Headers.Request(pr.Out.Header, pr.In)

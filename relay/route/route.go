@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -50,8 +51,11 @@ type Tunnel struct {
 	// Compression compresses responses; Breaker answers 503 while the upstream fails (http).
 	Compression bool
 	Breaker     *module.Breaker
-	// URLs are the public URLs.
+	// URLs are the public URLs (none for labeled tunnels).
 	URLs []string
+	// AccountID owns the tunnel; Labels are a labeled tunnel's labels.
+	AccountID string
+	Labels    map[string]string
 	// Session opens streams to the agent.
 	Session Opener
 	// Log carries the tunnel's fields.
@@ -130,6 +134,41 @@ type Table struct {
 	// wildcards counts the "*." entries in hosts, so lookups skip the suffix walk
 	// while no wildcard tunnel is online.
 	wildcards int
+	// labeled holds each account's labeled tunnels, in the order they came online.
+	labeled map[string][]*Tunnel
+}
+
+// AddLabeled puts a labeled tunnel online for its account's tunnel groups.
+func (tb *Table) AddLabeled(t *Tunnel) {
+	tb.mu.Lock()
+	if tb.labeled == nil {
+		tb.labeled = make(map[string][]*Tunnel)
+	}
+	tb.labeled[t.AccountID] = append(tb.labeled[t.AccountID], t)
+	tb.mu.Unlock()
+}
+
+// Group returns the account's online labeled tunnels that carry every label of
+// selector (a tunnel group), in the order they came online.
+func (tb *Table) Group(account string, selector map[string]string) []*Tunnel {
+	tb.mu.RLock()
+	defer tb.mu.RUnlock()
+	var out []*Tunnel
+	for _, t := range tb.labeled[account] {
+		if matches(t.Labels, selector) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+func matches(labels, selector map[string]string) bool {
+	for k, v := range selector {
+		if labels[k] != v {
+			return false
+		}
+	}
+	return true
 }
 
 // NewTable returns an empty table.
@@ -222,6 +261,13 @@ func (tb *Table) Remove(t *Tunnel) {
 	}
 	if t.Port != 0 && tb.ports[t.Port] == t {
 		delete(tb.ports, t.Port)
+		removed = true
+	}
+	if i := slices.Index(tb.labeled[t.AccountID], t); i >= 0 {
+		tb.labeled[t.AccountID] = slices.Delete(tb.labeled[t.AccountID], i, i+1)
+		if len(tb.labeled[t.AccountID]) == 0 {
+			delete(tb.labeled, t.AccountID)
+		}
 		removed = true
 	}
 	tb.mu.Unlock()

@@ -253,7 +253,8 @@ func (a *agent) bind(b *protocol.Bind) *protocol.BindResp {
 	if len(a.tunnels) >= MaxTunnelsPerSession {
 		return fail(protocol.CodeNoCapacity, "this session already has %d tunnels, the most one agent may bind", MaxTunnelsPerSession)
 	}
-	t := &route.Tunnel{ID: b.TunnelID, Name: b.Name, Proto: b.Proto, TerminateAt: b.TerminateAt, Session: a.sess}
+	t := &route.Tunnel{ID: b.TunnelID, Name: b.Name, Proto: b.Proto, TerminateAt: b.TerminateAt, Session: a.sess,
+		AccountID: a.account, Labels: b.Labels}
 	var err error
 	if t.IPPolicy, err = module.NewIPPolicy(b.CIDRAllow, b.CIDRDeny); err != nil {
 		return fail(protocol.CodeBindRefused, "%v", err)
@@ -278,6 +279,8 @@ func (a *agent) bind(b *protocol.Bind) *protocol.BindResp {
 		err = a.bindTLS(b, t, resp)
 	case protocol.ProtoTCP:
 		err = a.bindTCP(b, t)
+	case protocol.ProtoLabeled:
+		err = a.bindLabeled(t)
 	}
 	if err != nil {
 		var perr *protocol.Error
@@ -288,7 +291,11 @@ func (a *agent) bind(b *protocol.Bind) *protocol.BindResp {
 	}
 	resp.URLs = t.URLs
 	a.tunnels[b.TunnelID] = t
-	t.Log.Info("tunnel started", "url", strings.Join(t.URLs, " "))
+	if t.Proto == protocol.ProtoLabeled {
+		t.Log.Info("tunnel started")
+	} else {
+		t.Log.Info("tunnel started", "url", strings.Join(t.URLs, " "))
+	}
 	return resp
 }
 
@@ -451,6 +458,15 @@ func (a *agent) bindTCP(b *protocol.Bind, t *route.Tunnel) error {
 		return protocol.Errorf(protocol.CodeBindConflict, "--remote-addr %s is already in use: choose another port in %d-%d, or leave --remote-addr out for a free one", b.RemoteAddr, pr.Low, pr.High)
 	}
 	return protocol.Errorf(protocol.CodeNoCapacity, "no free port left in this relay's tcp range %d-%d", pr.Low, pr.High)
+}
+
+// bindLabeled puts a labeled tunnel online: it has no public name of its own; edges of
+// its account whose backends select its labels route to it.
+func (a *agent) bindLabeled(t *route.Tunnel) error {
+	t.Log = a.log.With("tunnel", t.Name, "proto", t.Proto, "labels", t.Labels)
+	t.Handler, t.OnClose = a.srv.cfg.Edge.NewHTTPHandler(t)
+	a.srv.cfg.Table.AddLabeled(t)
+	return nil
 }
 
 func (a *agent) initTunnel(t *route.Tunnel) {
