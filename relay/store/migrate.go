@@ -95,6 +95,18 @@ var migrations = [][]string{
 	{
 		`ALTER TABLE reserved_domains ADD COLUMN tls_settings TEXT`,
 	},
+	// 3: configuration objects kept as JSON documents (edges with their routes,
+	// backends, IP policies), checked by the API that writes them.
+	{
+		`CREATE TABLE objects (
+			id {{id}} PRIMARY KEY,
+			account_id {{id}} NOT NULL REFERENCES accounts (id),
+			kind TEXT NOT NULL,
+			doc TEXT NOT NULL,
+			created_at TEXT NOT NULL
+		)`,
+		`CREATE INDEX objects_account_kind ON objects (account_id, kind, id)`,
+	},
 }
 
 // schemaVersion is the schema version this binary migrates to.

@@ -320,12 +320,17 @@ func collect[T any](rows *sql.Rows, scan func(scanner) (T, error)) ([]T, error) 
 // listPage returns one page of an account's rows of table, newest first, and the
 // BeforeID of the next page ("" after the last). cols must start with the id.
 func listPage[T any](ctx context.Context, s *Store, table, cols, accountID string, p Page, scan func(scanner) (T, error), id func(T) string) ([]T, string, error) {
+	return listPageWhere(ctx, s, table, cols, "account_id = ?", []any{accountID}, p, scan, id)
+}
+
+// listPageWhere is listPage with any condition (which must include the account).
+func listPageWhere[T any](ctx context.Context, s *Store, table, cols, where string, whereArgs []any, p Page, scan func(scanner) (T, error), id func(T) string) ([]T, string, error) {
 	limit, err := p.limit()
 	if err != nil {
 		return nil, "", err
 	}
-	query := "SELECT " + cols + " FROM " + table + " WHERE account_id = ?"
-	args := []any{accountID}
+	query := "SELECT " + cols + " FROM " + table + " WHERE " + where
+	args := append([]any(nil), whereArgs...)
 	if p.BeforeID != "" {
 		query += " AND id < ?"
 		args = append(args, p.BeforeID)

@@ -104,6 +104,7 @@ func runStoreSuite(t *testing.T, open func(t *testing.T) *store.Store) {
 	t.Run("Isolation", func(t *testing.T) { testIsolation(t, open) })
 	t.Run("Pagination", func(t *testing.T) { testPagination(t, open) })
 	t.Run("Validation", func(t *testing.T) { testValidation(t, open) })
+	t.Run("Objects", func(t *testing.T) { testObjects(t, open) })
 	t.Run("Reopen", func(t *testing.T) { testReopen(t, open) })
 	t.Run("ConcurrentWrites", func(t *testing.T) { testConcurrentWrites(t, open) })
 }
@@ -1247,5 +1248,59 @@ func testConcurrentWrites(t *testing.T, open func(*testing.T) *store.Store) {
 			t.Errorf("id %s twice", c.ID)
 		}
 		seen[c.ID] = true
+	}
+}
+
+func testObjects(t *testing.T, open func(t *testing.T) *store.Store) {
+	s := open(t)
+	ctx := t.Context()
+	a, b := newAccount(t, s, "obj-a"), newAccount(t, s, "obj-b")
+	var ids []string
+	for i := range 4 {
+		o, err := s.CreateObject(ctx, store.Object{AccountID: a.ID, Kind: "edges/https", Doc: json.RawMessage(fmt.Sprintf(`{"n":%d}`, i))}, "edghts")
+		if err != nil {
+			t.Fatalf("CreateObject = %v", err)
+		}
+		ids = append(ids, o.ID)
+	}
+	if _, err := s.CreateObject(ctx, store.Object{AccountID: a.ID, Kind: "backends/weighted", Doc: json.RawMessage(`{}`)}, "bkdwt"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.CreateObject(ctx, store.Object{AccountID: a.ID, Kind: "x", Doc: json.RawMessage(`{bad`)}, "x"); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("CreateObject(bad JSON) = %v, want ErrInvalid", err)
+	}
+	page1, next, err := s.ListObjects(ctx, a.ID, "edges/https", store.Page{Limit: 3})
+	if err != nil || len(page1) != 3 || page1[0].ID != ids[3] || next == "" {
+		t.Fatalf("ListObjects page 1 = %d items, next %q, %v; want 3 newest first and a next", len(page1), next, err)
+	}
+	page2, next, _ := s.ListObjects(ctx, a.ID, "edges/https", store.Page{Limit: 3, BeforeID: next})
+	if len(page2) != 1 || next != "" {
+		t.Errorf("ListObjects page 2 = %d items, next %q; want 1, \"\"", len(page2), next)
+	}
+	if l, _, _ := s.ListObjects(ctx, b.ID, "edges/https", store.Page{}); len(l) != 0 {
+		t.Errorf("account B lists %d of A's objects", len(l))
+	}
+	if _, err := s.GetObject(ctx, b.ID, "edges/https", ids[0]); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("B GetObject(A's) = %v, want ErrNotFound", err)
+	}
+	if _, err := s.GetObject(ctx, a.ID, "backends/weighted", ids[0]); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("GetObject of the wrong kind = %v, want ErrNotFound", err)
+	}
+	if _, err := s.UpdateObject(ctx, b.ID, "edges/https", ids[0], json.RawMessage(`{}`)); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("B UpdateObject(A's) = %v, want ErrNotFound", err)
+	}
+	o, err := s.UpdateObject(ctx, a.ID, "edges/https", ids[0], json.RawMessage(`{"n":"changed"}`))
+	if err != nil || string(o.Doc) != `{"n":"changed"}` {
+		t.Errorf("UpdateObject = %s, %v", o.Doc, err)
+	}
+	if err := s.DeleteObject(ctx, b.ID, "edges/https", ids[0]); !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("B DeleteObject(A's) = %v, want ErrNotFound", err)
+	}
+	if err := s.DeleteObject(ctx, a.ID, "edges/https", ids[0]); err != nil {
+		t.Errorf("DeleteObject = %v", err)
+	}
+	all, err := s.AllObjects(ctx)
+	if err != nil || len(all) != 4 {
+		t.Errorf("AllObjects = %d, %v; want 4", len(all), err)
 	}
 }
