@@ -3,7 +3,7 @@
 #
 #   scripts/postgres.sh start DIR   start it with its data in DIR (made if missing) and
 #                                   print its DSN, the only line on stdout:
-#                                   postgres://postgres@127.0.0.1:55432/ferry_test?sslmode=disable
+#                                   postgres://postgres@127.0.0.1:15432/ferry_test?sslmode=disable
 #   scripts/postgres.sh stop DIR    stop it (DIR stays; remove it yourself)
 #
 # Then: FERRY_TEST_POSTGRES="$DSN" go test -race ./relay/store/...
@@ -15,7 +15,7 @@
 # postgres user (initdb refuses root). FERRY_PG_PORT overrides the port.
 set -euo pipefail
 
-port=${FERRY_PG_PORT:-55432}
+port=${FERRY_PG_PORT:-15432} # outside the ephemeral range (32768-60999), so no client socket can hold it
 db=ferry_test
 
 die() {
