@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"html"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -41,52 +42,61 @@ func (e *Edge) serveHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	if !t.IPPolicy.Allows(r.RemoteAddr) { // plain HTTP; TLS clients were checked at the handshake
-		t.Log.Info("refused request", "remote", r.RemoteAddr, "reason", "client address not allowed by the tunnel's CIDR rules")
-		errorPage(w, http.StatusForbidden, "Forbidden", "Your address may not reach "+host+".", "")
-		return
-	}
-	if t.BasicAuth != nil && !t.BasicAuth.Check(r) {
-		w.Header().Set("WWW-Authenticate", `Basic realm="`+host+`", charset="UTF-8"`)
-		errorPage(w, http.StatusUnauthorized, "Authentication required", host+" asks for a user name and password.", "")
-		return
-	}
 	t.Handler.ServeHTTP(w, r)
 }
 
-// NewHTTPHandler returns the reverse proxy that forwards an http tunnel's requests to its
-// agent over pooled streams, and a func that releases the pool when the tunnel goes away.
+// NewHTTPHandler returns the handler for an http tunnel's requests: its modules in front
+// of a reverse proxy to its agent over pooled streams, and a func that releases the pool
+// when the tunnel goes away.
 func (e *Edge) NewHTTPHandler(t *route.Tunnel) (http.Handler, func()) {
+	host := t.Host
+	if host == "" {
+		host = "labeled.invalid" // labeled tunnels have no name; the agent ignores it
+	}
+	proxy, closeIdle := NewProxy(ProxyConfig{Name: host, Log: t.Log, Headers: t.Headers,
+		Dial: func(ctx context.Context) (net.Conn, error) { return t.Dial(ctx, protocol.StreamHTTP, "", t.Host) }})
+	return HTTPModules{Name: host, Log: t.Log, IPPolicy: t.IPPolicy, BasicAuth: t.BasicAuth,
+		Compression: t.Compression, Breaker: t.Breaker}.Wrap(proxy), closeIdle
+}
+
+// ProxyConfig configures a reverse proxy to agents.
+type ProxyConfig struct {
+	// Name is the public name, for messages; Log gets proxy errors.
+	Name string
+	Log  *slog.Logger
+	// Dial opens a stream to an agent (header written) for one pooled connection.
+	Dial func(ctx context.Context) (net.Conn, error)
+	// Headers adds and removes request and response headers (nil: none).
+	Headers *module.Headers
+}
+
+// NewProxy returns a reverse proxy that sends requests to agents over pooled streams,
+// with X-Forwarded-* set, and a func that closes its idle streams.
+func NewProxy(cfg ProxyConfig) (http.Handler, func()) {
 	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return t.Dial(ctx, protocol.StreamHTTP, "", t.Host)
-		},
+		DialContext:         func(ctx context.Context, _, _ string) (net.Conn, error) { return cfg.Dial(ctx) },
 		MaxIdleConns:        0,
 		MaxIdleConnsPerHost: 256,
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
 	}
-	urlHost := t.Host
-	if urlHost == "" {
-		urlHost = "labeled.invalid" // labeled tunnels have no name; the agent ignores it
-	}
+	h := cfg.Headers
 	p := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.Out.URL.Scheme = "http"
-			pr.Out.URL.Host = urlHost
+			pr.Out.URL.Host = cfg.Name
 			pr.SetXForwarded()
 			pr.Out.Host = pr.In.Host
-			t.Headers.Request(pr.Out.Header, pr.In)
+			h.Request(pr.Out.Header, pr.In)
 		},
 		ModifyResponse: func(resp *http.Response) error {
 			if in, ok := resp.Request.Context().Value(inboundKey{}).(*http.Request); ok {
-				t.Headers.Response(resp.Header, in)
+				h.Response(resp.Header, in)
 			}
 			return nil
 		},
 		Transport:  tr,
 		BufferPool: transport.ProxyBuffers{},
-		ErrorLog:   nil,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if errors.Is(err, context.Canceled) {
 				return // the client went away
@@ -96,35 +106,88 @@ func (e *Edge) NewHTTPHandler(t *route.Tunnel) (http.Handler, func()) {
 			if errors.As(err, &perr) && perr.Code == protocol.CodeUpstreamRefused {
 				detail = "The agent could not reach its upstream: " + perr.Message
 			}
-			t.Log.Warn("proxy error", "remote", r.RemoteAddr, "path", r.URL.Path, "err", err)
+			cfg.Log.Warn("proxy error", "remote", r.RemoteAddr, "path", r.URL.Path, "err", err)
 			errorPage(w, http.StatusBadGateway, "Bad gateway",
-				fmt.Sprintf("Tunnel %s is online, but the request failed.", t.Host), detail)
+				fmt.Sprintf("Tunnel %s is online, but the request failed.", cfg.Name), detail)
 		},
 	}
-	var h http.Handler = p
-	if t.Headers != nil {
-		// Response templates need the inbound request (client address, TLS); pass it along.
-		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			p.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), inboundKey{}, r)))
-		})
+	if h == nil {
+		return p, tr.CloseIdleConnections
 	}
-	if t.Compression {
-		h = module.Compress(h)
-	}
-	if t.Breaker != nil {
-		h = breaker(t, h)
-	}
-	return h, tr.CloseIdleConnections
+	// Response templates need the inbound request (client address, TLS); pass it along.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), inboundKey{}, r)))
+	}), tr.CloseIdleConnections
 }
 
-// breaker answers 503 while t's circuit is open and counts the 5xx answers that pass.
-func breaker(t *route.Tunnel, next http.Handler) http.Handler {
+// HTTPModules are the request-level edge modules, applied in this order: IP policy,
+// basic auth, webhook verification, circuit breaker, compression, then the handler
+// (which applies header rules while proxying).
+type HTTPModules struct {
+	Name        string // public name, for messages
+	Log         *slog.Logger
+	IPPolicy    *module.IPPolicy
+	BasicAuth   *module.BasicAuth
+	Webhook     Middleware
+	Breaker     *module.Breaker
+	Compression bool
+	// Auth is an OAuth/OIDC/SAML module (nil: none).
+	Auth Middleware
+}
+
+// Middleware wraps a handler (webhook verification, OAuth).
+type Middleware interface {
+	Wrap(next http.Handler) http.Handler
+}
+
+// Wrap puts the modules in front of next.
+func (m HTTPModules) Wrap(next http.Handler) http.Handler {
+	h := next
+	if m.Compression {
+		h = module.Compress(h)
+	}
+	if m.Breaker != nil {
+		h = breaker(m.Name, m.Breaker, h)
+	}
+	if m.Webhook != nil {
+		h = m.Webhook.Wrap(h)
+	}
+	if m.Auth != nil {
+		h = m.Auth.Wrap(h)
+	}
+	if m.BasicAuth != nil {
+		inner := h
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !m.BasicAuth.Check(r) {
+				w.Header().Set("WWW-Authenticate", `Basic realm="`+m.Name+`", charset="UTF-8"`)
+				errorPage(w, http.StatusUnauthorized, "Authentication required", m.Name+" asks for a user name and password.", "")
+				return
+			}
+			inner.ServeHTTP(w, r)
+		})
+	}
+	if m.IPPolicy != nil {
+		inner := h
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if !m.IPPolicy.Allows(r.RemoteAddr) {
+				m.Log.Info("refused request", "remote", r.RemoteAddr, "reason", "client address not allowed by the CIDR rules")
+				errorPage(w, http.StatusForbidden, "Forbidden", "Your address may not reach "+m.Name+".", "")
+				return
+			}
+			inner.ServeHTTP(w, r)
+		})
+	}
+	return h
+}
+
+// breaker answers 503 while the circuit is open and counts the 5xx answers that pass.
+func breaker(name string, b *module.Breaker, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		done, err := t.Breaker.Allow()
+		done, err := b.Allow()
 		if err != nil {
 			w.Header().Set("Retry-After", strconv.Itoa(int(module.BreakerOpen.Seconds())))
 			errorPage(w, http.StatusServiceUnavailable, "Service unavailable",
-				fmt.Sprintf("Tunnel %s is resting its upstream after too many errors.", t.Host), "Try again in a few seconds.")
+				fmt.Sprintf("Tunnel %s is resting its upstream after too many errors.", name), "Try again in a few seconds.")
 			return
 		}
 		rec := &module.StatusRecorder{ResponseWriter: w}
