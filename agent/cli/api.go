@@ -229,7 +229,7 @@ func apiCall(c *cli.Context, env Env, method, path string, body map[string]any) 
 		return nil // 204 after a delete
 	}
 	var out bytes.Buffer
-	if json.Indent(&out, data, "", "  ") != nil {
+	if json.Indent(&out, bytes.TrimSpace(data), "", "  ") != nil {
 		return errors.New("management API answered with something other than JSON")
 	}
 	out.WriteByte('\n')

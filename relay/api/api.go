@@ -59,8 +59,12 @@ type Config struct {
 	TCPLow, TCPHigh int
 	// PortFree reports whether a port can be listened on now (nil: assume it can).
 	PortFree func(port int) bool
-	// Changed runs after a reservation or certificate changes (the edge drops cached TLS state).
+	// Changed runs after a reservation, certificate, edge, backend or IP policy changes
+	// (the relay drops cached TLS state and compiles its edges again).
 	Changed func()
+	// Tunnels lists the account's online labeled tunnels matching labels (shown on tunnel
+	// group backends); nil shows none.
+	Tunnels func(account string, labels map[string]string) []map[string]any
 	Log     *slog.Logger
 }
 
@@ -83,6 +87,7 @@ func New(cfg Config) *API {
 	a.routeCertificates()
 	a.routeAddrs()
 	a.routeKeys()
+	a.routeObjects()
 	a.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, &Error{Status: http.StatusNotFound, Code: "FERRY_NOT_FOUND",
 			Msg: fmt.Sprintf("no such resource: %s %s (see docs/api.md for the list)", r.Method, r.URL.Path)})
@@ -144,6 +149,14 @@ func storeErr(kind, id string, err error) *Error {
 		return &Error{Status: http.StatusNotFound, Code: "FERRY_NOT_FOUND", Msg: fmt.Sprintf("%s %s not found", kind, id)}
 	case errors.Is(err, store.ErrConflict):
 		return &Error{Status: http.StatusConflict, Code: "FERRY_CONFLICT", Msg: err.Error()}
+	case errors.Is(err, store.ErrInvalid):
+		field := ""
+		for _, f := range []string{"description", "metadata"} {
+			if strings.Contains(err.Error(), f) {
+				field = f
+			}
+		}
+		return &Error{Status: http.StatusBadRequest, Code: "FERRY_BAD_FIELD", Field: field, Msg: err.Error()}
 	case errors.Is(err, store.ErrInUse):
 		return &Error{Status: http.StatusConflict, Code: "FERRY_IN_USE", Msg: fmt.Sprintf("%s %s is in use: %v", kind, id, err)}
 	}
@@ -163,6 +176,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
 	enc.Encode(v) //nolint:errcheck // the client went away
 }
 

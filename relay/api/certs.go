@@ -143,5 +143,8 @@ func (a *API) deleteCA(ctx context.Context, account, id string) error {
 			return fmt.Errorf("used by the mutual TLS of reserved domain %s (%s): %w", d.Domain, d.ID, store.ErrInUse)
 		}
 	}
+	if user := a.referrer(ctx, account, id); user != "" {
+		return fmt.Errorf("used by the mutual TLS of edge %s: %w", user, store.ErrInUse)
+	}
 	return a.cfg.Store.DeleteCertificateAuthority(ctx, account, id)
 }

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -9,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/ferrytunnel/ferry/relay/reserve"
@@ -116,6 +117,9 @@ func Reservation(d store.ReservedDomain) reserve.Reservation {
 	}
 	return r
 }
+
+// TLSVersion maps a min_version value ("1.0".."1.3") to its crypto/tls constant (0 if unknown).
+func TLSVersion(v string) uint16 { return tlsVersions[v] }
 
 // tlsVersions maps min_version values to crypto/tls constants.
 var tlsVersions = map[string]uint16{"1.0": tls.VersionTLS10, "1.1": tls.VersionTLS11, "1.2": tls.VersionTLS12, "1.3": tls.VersionTLS13}
@@ -297,14 +301,10 @@ func covers(bundle []byte, domain string) error {
 		return err
 	}
 	if domain[0] == '*' {
-		for _, n := range leaf.DNSNames {
-			if bytes.EqualFold([]byte(n), []byte(domain)) {
-				return nil
-			}
+		if !slices.ContainsFunc(leaf.DNSNames, func(n string) bool { return strings.EqualFold(n, domain) }) {
+			return fmt.Errorf("the certificate's names %v do not include %s", leaf.DNSNames, domain)
 		}
-		return fmt.Errorf("the certificate's names %v do not include %s", leaf.DNSNames, domain)
-	}
-	if err := leaf.VerifyHostname(domain); err != nil {
+	} else if err := leaf.VerifyHostname(domain); err != nil {
 		return fmt.Errorf("the certificate's names %v do not cover %s", leaf.DNSNames, domain)
 	}
 	if time.Now().After(leaf.NotAfter) {

@@ -48,6 +48,13 @@ type Config struct {
 	// derived from base with the name's edge TLS settings (minimum version, client
 	// CAs); nil keeps base.
 	TerminationConfig func(name string, base *tls.Config) *tls.Config
+	// Routes returns the current edges (nil func or nil Routes: none).
+	Routes func() Routes
+	// HTTPSPort is the public TLS port, for redirects from plain HTTP to HTTPS.
+	HTTPSPort int
+	// TLSOnly reports whether a name has TLS settings (mutual TLS, a minimum version)
+	// that plain HTTP would bypass; such names are redirected to HTTPS.
+	TLSOnly func(host string) bool
 	// Challenge, when set, may take a connection whose ClientHello is an ACME TLS-ALPN-01
 	// validation (it reports whether it did); it runs before routing, so passthrough
 	// tunnels never see the CA's handshake.
@@ -214,6 +221,9 @@ func (e *Edge) handleTLS(raw net.Conn) {
 		c.Close()
 		return
 	}
+	if e.serveEdge(c, name, remote) {
+		return
+	}
 	t := e.cfg.Table.Host(name)
 	if t == nil {
 		e.log.Info("refused TLS connection", "remote", remote, "sni", name, "reason", "no tunnel is bound to this name")
@@ -262,6 +272,62 @@ func (e *Edge) handleTLS(raw net.Conn) {
 		}
 		e.join(c, st, t)
 	}
+}
+
+// routes returns the current edges, or nil.
+func (e *Edge) routes() Routes {
+	if e.cfg.Routes == nil {
+		return nil
+	}
+	return e.cfg.Routes()
+}
+
+// serveEdge serves a TLS connection to name if an HTTPS or TLS edge owns the name.
+func (e *Edge) serveEdge(c net.Conn, name, remote string) bool {
+	rs := e.routes()
+	if rs == nil {
+		return false
+	}
+	name = sni.Normalize(name)
+	if rs.HTTPS(name) != nil {
+		tc := tls.Server(c, e.termination(name, e.tlsHTTP))
+		ctx, cancel := context.WithTimeout(context.Background(), HandshakeTimeout)
+		defer cancel()
+		if err := tc.HandshakeContext(ctx); err != nil {
+			e.log.Info("TLS handshake failed", "remote", remote, "sni", name, "err", err)
+			tc.Close()
+			return true
+		}
+		e.conns.remove(c)
+		if !e.httpsLn.Push(tc) {
+			tc.Close()
+		}
+		return true
+	}
+	b := rs.TLS(name)
+	if b == nil {
+		return false
+	}
+	if !b.IPPolicy.Allows(remote) {
+		b.Log.Info("refused TLS connection", "remote", remote, "sni", name, "reason", "client address not allowed by the edge's IP restriction")
+		sni.WriteAlert(c, sni.AlertAccessDenied) //nolint:errcheck
+		c.Close()
+		return true
+	}
+	if b.TerminateAt != protocol.TerminateEdge {
+		e.serveBackend(c, b, protocol.StreamTLS, name)
+		return true
+	}
+	tc := tls.Server(c, e.termination(name, e.tlsPlain))
+	ctx, cancel := context.WithTimeout(context.Background(), HandshakeTimeout)
+	defer cancel()
+	if err := tc.HandshakeContext(ctx); err != nil {
+		b.Log.Info("TLS handshake failed", "remote", remote, "sni", name, "err", err)
+		tc.Close()
+		return true
+	}
+	e.serveBackend(tc, b, protocol.StreamTLSTerminated, name)
+	return true
 }
 
 func (e *Edge) termination(name string, base *tls.Config) *tls.Config {

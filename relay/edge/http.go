@@ -26,6 +26,26 @@ func (e *Edge) serveHTTP(w http.ResponseWriter, r *http.Request) {
 		host = h
 	}
 	host = sni.Normalize(host)
+	if r.TLS == nil && e.cfg.TLSOnly != nil && e.cfg.TLSOnly(host) {
+		e.redirectHTTPS(w, r, host)
+		return
+	}
+	if rs := e.routes(); rs != nil {
+		if h := rs.HTTPS(host); h != nil {
+			if r.TLS == nil { // an HTTPS edge serves HTTPS only
+				e.redirectHTTPS(w, r, host)
+				return
+			}
+			if r.TLS.ServerName != "" && sni.Normalize(r.TLS.ServerName) != host {
+				// The edge's TLS settings (mutual TLS, minimum version) were chosen for the SNI name.
+				errorPage(w, http.StatusMisdirectedRequest, "Misdirected request",
+					fmt.Sprintf("This connection was opened for %s, not %s.", r.TLS.ServerName, host), "")
+				return
+			}
+			h.ServeHTTP(w, r)
+			return
+		}
+	}
 	t := e.cfg.Table.Host(host)
 	if t == nil || t.Handler == nil {
 		errorPage(w, http.StatusNotFound, "Tunnel not found",
@@ -45,6 +65,15 @@ func (e *Edge) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	t.Handler.ServeHTTP(w, r)
 }
 
+// redirectHTTPS sends a plain-HTTP client to the same URL over HTTPS.
+func (e *Edge) redirectHTTPS(w http.ResponseWriter, r *http.Request, host string) {
+	u := "https://" + host
+	if e.cfg.HTTPSPort != 0 && e.cfg.HTTPSPort != 443 {
+		u += fmt.Sprintf(":%d", e.cfg.HTTPSPort)
+	}
+	http.Redirect(w, r, u+r.URL.RequestURI(), http.StatusPermanentRedirect)
+}
+
 // NewHTTPHandler returns the handler for an http tunnel's requests: its modules in front
 // of a reverse proxy to its agent over pooled streams, and a func that releases the pool
 // when the tunnel goes away.
@@ -53,10 +82,11 @@ func (e *Edge) NewHTTPHandler(t *route.Tunnel) (http.Handler, func()) {
 	if host == "" {
 		host = "labeled.invalid" // labeled tunnels have no name; the agent ignores it
 	}
-	proxy, closeIdle := NewProxy(ProxyConfig{Name: host, Log: t.Log, Headers: t.Headers,
-		Dial: func(ctx context.Context) (net.Conn, error) { return t.Dial(ctx, protocol.StreamHTTP, "", t.Host) }})
+	tr := NewTransport(func(ctx context.Context) (net.Conn, error) { return t.Dial(ctx, protocol.StreamHTTP, "", t.Host) })
+	t.Transport = tr // edges whose backends select this tunnel send their requests here
+	proxy := NewProxy(ProxyConfig{Name: host, Log: t.Log, Headers: t.Headers, Transport: tr})
 	return HTTPModules{Name: host, Log: t.Log, IPPolicy: t.IPPolicy, BasicAuth: t.BasicAuth,
-		Compression: t.Compression, Breaker: t.Breaker}.Wrap(proxy), closeIdle
+		Compression: t.Compression, Breaker: t.Breaker}.Wrap(proxy), tr.CloseIdleConnections
 }
 
 // ProxyConfig configures a reverse proxy to agents.
@@ -64,22 +94,26 @@ type ProxyConfig struct {
 	// Name is the public name, for messages; Log gets proxy errors.
 	Name string
 	Log  *slog.Logger
-	// Dial opens a stream to an agent (header written) for one pooled connection.
-	Dial func(ctx context.Context) (net.Conn, error)
+	// Transport carries the requests (NewTransport for one tunnel's pooled streams).
+	Transport http.RoundTripper
 	// Headers adds and removes request and response headers (nil: none).
 	Headers *module.Headers
 }
 
-// NewProxy returns a reverse proxy that sends requests to agents over pooled streams,
-// with X-Forwarded-* set, and a func that closes its idle streams.
-func NewProxy(cfg ProxyConfig) (http.Handler, func()) {
-	tr := &http.Transport{
-		DialContext:         func(ctx context.Context, _, _ string) (net.Conn, error) { return cfg.Dial(ctx) },
+// NewTransport returns an HTTP transport over pooled streams that dial opens (stream
+// header written).
+func NewTransport(dial func(ctx context.Context) (net.Conn, error)) *http.Transport {
+	return &http.Transport{
+		DialContext:         func(ctx context.Context, _, _ string) (net.Conn, error) { return dial(ctx) },
 		MaxIdleConns:        0,
 		MaxIdleConnsPerHost: 256,
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
 	}
+}
+
+// NewProxy returns a reverse proxy to agents, with X-Forwarded-* set.
+func NewProxy(cfg ProxyConfig) http.Handler {
 	h := cfg.Headers
 	p := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -95,7 +129,7 @@ func NewProxy(cfg ProxyConfig) (http.Handler, func()) {
 			}
 			return nil
 		},
-		Transport:  tr,
+		Transport:  cfg.Transport,
 		BufferPool: transport.ProxyBuffers{},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
 			if errors.Is(err, context.Canceled) {
@@ -112,12 +146,12 @@ func NewProxy(cfg ProxyConfig) (http.Handler, func()) {
 		},
 	}
 	if h == nil {
-		return p, tr.CloseIdleConnections
+		return p
 	}
 	// Response templates need the inbound request (client address, TLS); pass it along.
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		p.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), inboundKey{}, r)))
-	}), tr.CloseIdleConnections
+	})
 }
 
 // HTTPModules are the request-level edge modules, applied in this order: IP policy,
@@ -213,3 +247,9 @@ func errorPage(w http.ResponseWriter, code int, title, msg, hint string) {
 	}
 	fmt.Fprint(w, "<hr><p><small>ferry-relay</small></p></body></html>\n")
 }
+
+// MiddlewareFunc adapts a func to Middleware.
+type MiddlewareFunc func(http.Handler) http.Handler
+
+// Wrap calls f.
+func (f MiddlewareFunc) Wrap(next http.Handler) http.Handler { return f(next) }

@@ -61,8 +61,10 @@ type Tunnel struct {
 	// Log carries the tunnel's fields.
 	Log *slog.Logger
 
-	// Handler serves HTTP requests for http tunnels (set by the edge).
-	Handler http.Handler
+	// Handler serves HTTP requests for http tunnels (set by the edge); Transport carries
+	// requests to the agent over pooled streams (edges balancing over tunnels use it).
+	Handler   http.Handler
+	Transport http.RoundTripper
 	// OnClose runs once when the tunnel is removed (closes listeners and pools).
 	OnClose func()
 }
@@ -119,6 +121,10 @@ func (s *stream) Write(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// Ready waits for the agent's answer to the stream header: nil when the agent reached
+// its upstream, its *protocol.Error otherwise (failover tries the next backend).
+func (s *stream) Ready() error { return s.resp() }
 
 func (s *stream) resp() error {
 	s.once.Do(func() { s.respErr = protocol.ReadStreamResp(s.Stream) })

@@ -445,3 +445,28 @@ func TestAPIObjectsSurviveRestart(t *testing.T) {
 		t.Errorf("after restart, another account binding %s = %v, want refused", addr, err)
 	}
 }
+
+// TestAPIDomainFixes: refusals found by trying the API as a user.
+func TestAPIDomainFixes(t *testing.T) {
+	r := newAPIRelay(t)
+	c := r.api(r.Account)
+	// Over-long fields are the client's mistake: 400 naming the field.
+	code, out := c.do("POST", "/credentials", map[string]any{"description": strings.Repeat("x", 300)})
+	if details, _ := out["details"].(map[string]any); code != 400 || details["field"] != "description" {
+		t.Errorf("300-byte description: %d %v, want 400 on description", code, out)
+	}
+	// Plain HTTP cannot bypass a domain's mutual TLS or minimum version.
+	c.must(201, "POST", "/reserved_domains", map[string]any{"domain": "strict.fix.test", "tls_termination": map[string]string{"min_version": "1.3"}})
+	r.startAgent(&forward.Tunnel{Name: "strict", Proto: "http", Addr: named(t, "strict"), Domain: "strict.fix.test"})
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, _ := http.NewRequest("GET", "http://"+r.Srv.HTTPAddr().String()+"/x", nil)
+	req.Host = "strict.fix.test"
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusPermanentRedirect || !strings.HasPrefix(resp.Header.Get("Location"), "https://strict.fix.test:") {
+		t.Errorf("plain HTTP to a domain with TLS settings: %d Location %q, want 308 to https", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -28,6 +29,7 @@ import (
 	"github.com/ferrytunnel/ferry/relay/edge"
 	"github.com/ferrytunnel/ferry/relay/reserve"
 	"github.com/ferrytunnel/ferry/relay/route"
+	"github.com/ferrytunnel/ferry/relay/router"
 	"github.com/ferrytunnel/ferry/relay/session"
 	"github.com/ferrytunnel/ferry/relay/sni"
 	"github.com/ferrytunnel/ferry/relay/store"
@@ -70,6 +72,9 @@ type Server struct {
 	apiLn     net.Listener
 	apiServer *http.Server
 	acme      *acme.Manager // nil without --acme-email
+	router    router.Router
+	tcpEdges  map[int]net.Listener // listeners of TCP edges, by port
+	edgeMu    sync.Mutex           // serialises recompiles and TCP edge listeners
 
 	devCerts     sync.Map // name → *tls.Certificate, issued by DevCA
 	devCertCount atomic.Int64
@@ -131,6 +136,14 @@ func (s *Server) openStore() error {
 		return fmt.Errorf("--secret-key-file: %w", err)
 	}
 	if created {
+		// A new key cannot open keys sealed with a lost one: refuse rather than serve
+		// the wrong certificates.
+		certs, err := s.store.AllTLSCertificates(ctx)
+		if err == nil && len(certs) > 0 {
+			os.Remove(keyFile)
+			s.closeStore()
+			return fmt.Errorf("secret key %s was missing, but the database holds %d uploaded certificates sealed with it: restore that file from your backup (or pass --secret-key-file with the right key); the relay will not start without it", keyFile, len(certs))
+		}
 		s.log.Info("created the secret key that encrypts uploaded private keys; back it up with the database", "file", keyFile)
 	}
 	s.keybox = kb
@@ -308,7 +321,13 @@ func (s *Server) Serve(ctx context.Context) error {
 		plainHTTP = m.HTTPHandler
 	}
 	s.edge = edge.New(edge.Config{Table: s.table, Certificate: s.certificate, Log: s.log, TerminationConfig: s.terminationConfig,
-		Challenge: challenge, PlainHTTP: plainHTTP,
+		Challenge: challenge, PlainHTTP: plainHTTP, HTTPSPort: portOf(s.HTTPSAddr()), TLSOnly: s.tlsOnly,
+		Routes: func() edge.Routes {
+			if snap := s.router.Current(); snap != nil {
+				return snap
+			}
+			return nil
+		},
 		Agent: func(c net.Conn) { s.serveTCPAgent(ctx, sessions, c, agentTLS) }})
 	sessions = session.NewServer(session.Config{
 		Table: s.table, Edge: s.edge, Auth: s.opts.Auth, Domain: c.Domain, Domains: s.domains, Addrs: s.addrs,
@@ -339,6 +358,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 	})
 	s.manageReserved()
+	s.compileEdges(tcpHost)
 	s.log.Info("relay started", "quic", s.QUICAddr(), "https", s.HTTPSAddr(), "http", s.HTTPAddr(), "api", s.APIAddr(),
 		"domain", c.Domain, "tcp_ports", c.TCPPorts)
 	<-ctx.Done()
@@ -347,6 +367,12 @@ func (s *Server) Serve(ctx context.Context) error {
 	// a shutting_down close), and only then close the QUIC socket.
 	s.quicLn.Listener.Close()
 	s.closeListeners(false)
+	s.edgeMu.Lock()
+	for p, ln := range s.tcpEdges {
+		ln.Close()
+		delete(s.tcpEdges, p)
+	}
+	s.edgeMu.Unlock()
 	if s.apiServer != nil {
 		s.apiServer.Close()
 	}
@@ -452,6 +478,13 @@ func (s *Server) hasCert(name string) bool {
 	if c := s.reservedCert(name); c != nil {
 		return session.CertCovers(c, name)
 	}
+	if s.acme != nil {
+		if r, ok := s.domains.Lookup(name); ok && r.Managed {
+			if c, ok := s.acme.Certificate(name); ok {
+				return session.CertCovers(c, name)
+			}
+		}
+	}
 	return s.opts.DevCA != nil || session.CertCovers(s.cert, name)
 }
 
@@ -480,8 +513,15 @@ func (s *Server) newAPIServer(ports config.PortRange, tcpHost string) *http.Serv
 			ln.Close()
 			return true
 		},
-		Changed: s.dropCaches,
-		Log:     s.log.With("component", "api"),
+		Changed: func() { s.dropCaches(); s.compileEdges(tcpHost) },
+		Tunnels: func(account string, labels map[string]string) []map[string]any {
+			out := []map[string]any{}
+			for _, t := range s.table.Group(account, labels) {
+				out = append(out, map[string]any{"name": t.Name, "labels": t.Labels})
+			}
+			return out
+		},
+		Log: s.log.With("component", "api"),
 	})
 	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
@@ -499,6 +539,12 @@ func (s *Server) dropCaches() {
 // until the next change through the API.
 func (s *Server) terminationConfig(name string, base *tls.Config) *tls.Config {
 	r, ok := s.domains.Lookup(name)
+	if et, edged := s.router.Current().TLSSettings(name); edged {
+		// An edge's TLS settings replace the domain's.
+		r = reserve.Reservation{ID: "edge:" + name, AccountID: et.AccountID, Domain: name,
+			MinTLSVersion: api.TLSVersion(et.MinVersion), ClientCAIDs: et.ClientCAIDs}
+		ok = true
+	}
 	if !ok || (r.MinTLSVersion == 0 && len(r.ClientCAIDs) == 0) {
 		return base
 	}
@@ -652,3 +698,52 @@ func (a acmeCerts) Status(domain string) (store.CertStatus, bool) {
 }
 
 func (a acmeCerts) ChallengeTarget(domain string) string { return a.s.acme.ChallengeTarget(domain) }
+
+// tlsOnly reports whether name has edge TLS settings that plain HTTP would bypass.
+func (s *Server) tlsOnly(name string) bool {
+	if et, ok := s.router.Current().TLSSettings(name); ok {
+		return et.MinVersion != "" || len(et.ClientCAIDs) > 0
+	}
+	r, ok := s.domains.Lookup(name)
+	return ok && (r.MinTLSVersion != 0 || len(r.ClientCAIDs) > 0)
+}
+
+// compileEdges builds the routing snapshot from the stored edges and opens or closes the
+// listeners of TCP edges to match.
+func (s *Server) compileEdges(tcpHost string) {
+	s.edgeMu.Lock()
+	defer s.edgeMu.Unlock()
+	objs, err := s.store.AllObjects(context.Background())
+	if err != nil {
+		s.log.Error("load edges", "err", err)
+		return
+	}
+	snap := router.Compile(objs, router.Deps{Table: s.table, Log: s.log.With("component", "edges")})
+	s.router.Set(snap)
+	if s.edge == nil {
+		return
+	}
+	if s.tcpEdges == nil {
+		s.tcpEdges = make(map[int]net.Listener)
+	}
+	want := map[int]bool{}
+	for _, p := range snap.TCPPorts() {
+		want[p] = true
+		if _, ok := s.tcpEdges[p]; ok {
+			continue
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort(tcpHost, strconv.Itoa(p)))
+		if err != nil {
+			s.log.Warn("TCP edge not served: cannot listen (a tunnel may hold the port until it stops)", "port", p, "err", err)
+			continue
+		}
+		s.tcpEdges[p] = ln
+		go s.edge.ServeTCPEdge(ln, func() *edge.Backend { return s.router.Current().TCP(p) }) //nolint:errcheck // ends when ln closes
+	}
+	for p, ln := range s.tcpEdges {
+		if !want[p] {
+			ln.Close()
+			delete(s.tcpEdges, p)
+		}
+	}
+}
