@@ -157,10 +157,18 @@ func (t *Tunnel) Prepare() error {
 	if t.ProxyProto != 0 && (t.ProxyProto < 1 || t.ProxyProto > 2 || t.Proto == protocol.ProtoHTTP) {
 		return fmt.Errorf("--proxy-proto %d: want 1 or 2, on tcp and tls tunnels (http tunnels get X-Forwarded-For)", t.ProxyProto)
 	}
-	if t.Proto != protocol.ProtoHTTP && (t.Scheme != "http" || t.HostHeader != "") {
-		return fmt.Errorf("https:// upstreams and --host-header are for http tunnels")
+	httpish := t.Proto == protocol.ProtoHTTP || t.Proto == protocol.ProtoLabeled
+	if !httpish && (t.Scheme != "http" || t.HostHeader != "") {
+		return fmt.Errorf("https:// upstreams and --host-header are for http and labeled tunnels")
 	}
 	switch t.Proto {
+	case protocol.ProtoLabeled:
+		if err := protocol.ValidLabels(t.Labels); err != nil {
+			return err
+		}
+		if t.Domain != "" || t.RemoteAddr != "" || t.Cert != nil || t.ClientCAs != nil || t.TerminateAt != "" {
+			return fmt.Errorf("a labeled tunnel takes no --domain, --remote-addr or TLS options: the edges that select it have them")
+		}
 	case protocol.ProtoHTTP, protocol.ProtoTCP:
 		if t.Cert != nil || t.ClientCAs != nil || t.TerminateAt != "" {
 			return fmt.Errorf("--crt, --key, --mutual-tls-cas and --terminate-at are for tls tunnels")
@@ -201,7 +209,7 @@ func (t *Tunnel) Prepare() error {
 			t.ClientCAsPEM = nil // enforced here, not at the edge
 		}
 	default:
-		return fmt.Errorf("proto %q: want http, tcp or tls", t.Proto)
+		return fmt.Errorf("proto %q: want http, tcp, tls or labeled", t.Proto)
 	}
 	return nil
 }

@@ -85,9 +85,13 @@ func pemOf(c tls.Certificate) (certPEM, keyPEM string) {
 	return b.String(), string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der}))
 }
 
-func newAPIRelay(t *testing.T) *relayEnv {
-	r := &relayEnv{Relay: servertest.Start(t, servertest.Options{Log: testLogger(t), APIAddr: "127.0.0.1:0"}), t: t, transport: "quic"}
-	return r
+// newAPIRelay starts a relay with the management API; its certificate also covers names.
+func newAPIRelay(t *testing.T, names ...string) *relayEnv {
+	o := servertest.Options{Log: testLogger(t), APIAddr: "127.0.0.1:0"}
+	if len(names) > 0 {
+		o.Names = append([]string{servertest.Domain, "*." + servertest.Domain, "127.0.0.1"}, names...)
+	}
+	return &relayEnv{Relay: servertest.Start(t, o), t: t, transport: "quic"}
 }
 
 func TestAPIAuthAndErrors(t *testing.T) {

@@ -1,0 +1,213 @@
+package server_test
+
+import (
+	"crypto/tls"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/ferrytunnel/ferry/agent/forward"
+)
+
+// labeled starts an agent with one labeled tunnel whose upstream answers name.
+func (r *relayEnv) labeled(t *testing.T, name string, labels map[string]string) *agentEnv {
+	return r.startAgent(&forward.Tunnel{Name: name, Proto: "labeled", Labels: labels, Addr: named(t, name)})
+}
+
+// edgeClient sends HTTPS requests for host to the relay, trusting the test CA.
+func (r *relayEnv) edgeGet(t *testing.T, c *http.Client, host, path string) (int, string) {
+	t.Helper()
+	resp, err := c.Get("https://" + host + ":" + port(r.Srv.HTTPSAddr().String()) + path)
+	if err != nil {
+		t.Fatalf("GET https://%s%s: %v", host, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestHTTPSEdge: an HTTPS edge on a reserved domain routes by path (exact beats prefix,
+// the longest prefix wins) to a tunnel group balanced over two labeled agents, to a
+// fixed response, through route modules; changes apply without restart.
+func TestHTTPSEdge(t *testing.T) {
+	r := newAPIRelay(t, "shop.edges.test")
+	c := r.api(r.Account)
+	r.ReserveDomain(t, "", "shop.edges.test")
+	r.labeled(t, "a", map[string]string{"edge": "web", "pool": "a"})
+	r.labeled(t, "b", map[string]string{"edge": "web", "pool": "b"})
+
+	group := c.must(201, "POST", "/backends/tunnel_group", map[string]any{"labels": map[string]string{"edge": "web"}})
+	if n := len(group["tunnels"].([]any)); n != 2 {
+		t.Errorf("tunnel group shows %d online tunnels, want 2", n)
+	}
+	fixed := c.must(201, "POST", "/backends/http_response", map[string]any{"status_code": 418, "body": "teapot", "headers": map[string]string{"X-Fixed": "1"}})
+	edge := c.must(201, "POST", "/edges/https", map[string]any{"hostports": []string{"shop.edges.test:443"},
+		"routes": []map[string]any{
+			{"match_type": "path_prefix", "match": "/", "backend": map[string]string{"backend_id": group["id"].(string)}},
+			{"match_type": "path_prefix", "match": "/tea", "backend": map[string]string{"backend_id": fixed["id"].(string)}},
+			{"match_type": "exact_path", "match": "/teapot/exact", "backend": map[string]string{"backend_id": group["id"].(string)},
+				"response_headers": map[string]any{"add": map[string]string{"X-Route": "exact"}}},
+		}})
+	edgeID := edge["id"].(string)
+	hc := r.httpClient(false)
+	seen := map[string]int{}
+	for range 20 {
+		code, body := r.edgeGet(t, hc, "shop.edges.test", "/anything")
+		if code != 200 {
+			t.Fatalf("GET /anything = %d %q", code, body)
+		}
+		seen[body]++
+	}
+	if seen["a"] < 5 || seen["b"] < 5 {
+		t.Errorf("tunnel group spread 20 requests as %v, want both agents used", seen)
+	}
+	if code, body := r.edgeGet(t, hc, "shop.edges.test", "/tea/cup"); code != 418 || body != "teapot" {
+		t.Errorf("GET /tea/cup = %d %q, want the fixed 418 teapot", code, body)
+	}
+	resp, err := hc.Get("https://shop.edges.test:" + port(r.Srv.HTTPSAddr().String()) + "/teapot/exact")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.Header.Get("X-Route") != "exact" {
+		t.Errorf("GET /teapot/exact = %d X-Route %q, want 200 from the exact route", resp.StatusCode, resp.Header.Get("X-Route"))
+	}
+
+	// Route modules through the API: basic auth on a new route, added at run time.
+	rt := c.must(201, "POST", "/edges/https/"+edgeID+"/routes", map[string]any{"match_type": "path_prefix", "match": "/admin",
+		"backend": map[string]string{"backend_id": group["id"].(string)}, "basic_auth": map[string]any{"credentials": []string{"root:correct horse"}}})
+	if creds := fmt.Sprint(rt["basic_auth"]); strings.Contains(creds, "correct horse") || strings.Contains(creds, "$2") {
+		t.Errorf("route answer shows the password or its hash: %v", creds)
+	}
+	if code, _ := r.edgeGet(t, hc, "shop.edges.test", "/admin"); code != 401 {
+		t.Errorf("GET /admin without credentials = %d, want 401", code)
+	}
+	req, _ := http.NewRequest("GET", "https://shop.edges.test:"+port(r.Srv.HTTPSAddr().String())+"/admin", nil)
+	req.SetBasicAuth("root", "correct horse")
+	if resp, err := hc.Do(req); err != nil || resp.StatusCode != 200 {
+		t.Errorf("GET /admin with credentials = %v %v, want 200", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	// Deleting the route and the fixed backend: in use first, then free.
+	if code, _ := c.do("DELETE", "/backends/http_response/"+fixed["id"].(string), nil); code != 409 {
+		t.Errorf("delete a backend an edge uses = %d, want 409", code)
+	}
+	c.must(204, "DELETE", "/edges/https/"+edgeID+"/routes/"+rt["id"].(string), nil)
+	if code, _ := r.edgeGet(t, hc, "shop.edges.test", "/admin"); code != 200 {
+		t.Errorf("GET /admin after its route went = %d, want 200 from the / route", code)
+	}
+	// Plain HTTP is redirected to HTTPS.
+	noRedirect := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	req, _ = http.NewRequest("GET", "http://"+r.Srv.HTTPAddr().String()+"/x", nil)
+	req.Host = "shop.edges.test"
+	if resp, err := noRedirect.Do(req); err != nil || resp.StatusCode != http.StatusPermanentRedirect {
+		t.Errorf("plain HTTP to an HTTPS edge = %v %v, want 308", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	// Another account cannot put an edge on this account's domain.
+	otherID, _ := r.NewAccount(t, "other")
+	if code, out := r.api(otherID).do("POST", "/edges/https", map[string]any{"hostports": []string{"shop.edges.test:443"}}); code != 400 {
+		t.Errorf("other account's edge on shop.edges.test = %d %v, want 400", code, out)
+	}
+}
+
+// TestBackends: failover skips a backend with no online tunnel and one whose upstream
+// refuses; weighted spreads requests by weight.
+func TestBackends(t *testing.T) {
+	r := newAPIRelay(t, "*.be.test")
+	c := r.api(r.Account)
+	r.ReserveDomain(t, "", "*.be.test")
+	r.labeled(t, "a", map[string]string{"pool": "a"})
+	r.labeled(t, "b", map[string]string{"pool": "b"})
+	// A tunnel whose upstream refuses connections.
+	ln, _ := net.Listen("tcp", "127.0.0.1:0")
+	dead := ln.Addr().String()
+	ln.Close()
+	r.startAgent(&forward.Tunnel{Name: "dead", Proto: "labeled", Labels: map[string]string{"pool": "dead"}, Addr: dead})
+	tg := func(pool string) string {
+		return c.must(201, "POST", "/backends/tunnel_group", map[string]any{"labels": map[string]string{"pool": pool}})["id"].(string)
+	}
+	none, deadG, a, b := tg("nobody"), tg("dead"), tg("a"), tg("b")
+	fo := c.must(201, "POST", "/backends/failover", map[string]any{"backends": []string{none, deadG, b, a}})
+	wt := c.must(201, "POST", "/backends/weighted", map[string]any{"backends": map[string]int{a: 80, b: 20}})
+	if code, out := c.do("POST", "/backends/failover", map[string]any{"backends": []string{"bkdtg_nope"}}); code != 400 {
+		t.Errorf("failover to an unknown backend = %d %v, want 400", code, out)
+	}
+	for host, id := range map[string]string{"fo.be.test": fo["id"].(string), "wt.be.test": wt["id"].(string)} {
+		c.must(201, "POST", "/edges/https", map[string]any{"hostports": []string{host + ":443"},
+			"routes": []map[string]any{{"match_type": "path_prefix", "match": "/", "backend": map[string]string{"backend_id": id}}}})
+	}
+	hc := r.httpClient(false)
+	for range 5 {
+		if code, body := r.edgeGet(t, hc, "fo.be.test", "/"); code != 200 || body != "b" {
+			t.Errorf("failover GET = %d %q, want 200 from b (nobody and dead skipped)", code, body)
+		}
+	}
+	const n = 400
+	count := map[string]int{}
+	for range n {
+		_, body := r.edgeGet(t, hc, "wt.be.test", "/")
+		count[body]++
+	}
+	// 80/20 over 400 requests: a binomial with sd ~8; allow 4 sd.
+	if got := float64(count["a"]); math.Abs(got-0.8*n) > 32 {
+		t.Errorf("weighted 80/20 spread %d requests as %v, want about 320 to a", n, count)
+	}
+}
+
+// TestTLSAndTCPEdges: a TLS edge terminating at the edge with an IP policy, and a TCP
+// edge on a reserved address, both to tunnel groups.
+func TestTLSAndTCPEdges(t *testing.T) {
+	r := newAPIRelay(t, "secure.tls-edge.test")
+	c := r.api(r.Account)
+	r.ReserveDomain(t, "", "secure.tls-edge.test")
+	r.startAgent(&forward.Tunnel{Name: "echo", Proto: "labeled", Labels: map[string]string{"svc": "echo"}, Addr: echoServer(t)})
+	group := c.must(201, "POST", "/backends/tunnel_group", map[string]any{"labels": map[string]string{"svc": "echo"}})["id"].(string)
+	deny := c.must(201, "POST", "/ip_policies", map[string]any{"action": "deny", "cidrs": []string{"10.0.0.0/8"}})["id"].(string)
+	c.must(201, "POST", "/edges/tls", map[string]any{"hostports": []string{"secure.tls-edge.test:443"},
+		"backend": map[string]string{"backend_id": group}, "tls_termination": map[string]string{"terminate_at": "edge", "min_version": "1.3"},
+		"ip_restriction": map[string]any{"ip_policy_ids": []string{deny}}})
+	conn, err := tls.Dial("tcp", r.Srv.HTTPSAddr().String(), &tls.Config{ServerName: "secure.tls-edge.test", RootCAs: r.CA.Pool})
+	if err != nil {
+		t.Fatalf("TLS edge: %v", err)
+	}
+	if got, err := echoOnce(conn, "over the tls edge"); err != nil || got != "over the tls edge" {
+		t.Errorf("TLS edge echo = %q, %v", got, err)
+	}
+	conn.Close()
+	if _, err := tls.Dial("tcp", r.Srv.HTTPSAddr().String(), &tls.Config{ServerName: "secure.tls-edge.test", RootCAs: r.CA.Pool, MaxVersion: tls.VersionTLS12}); err == nil {
+		t.Error("TLS 1.2 client accepted by an edge with min_version 1.3")
+	}
+	// An allow policy that does not match 127.0.0.1 shuts the client out.
+	allow := c.must(201, "POST", "/ip_policies", map[string]any{"action": "allow", "cidrs": []string{"192.0.2.0/24"}})["id"].(string)
+	edges := c.must(200, "GET", "/edges/tls", nil)["edges_tls"].([]any)
+	id := edges[0].(map[string]any)["id"].(string)
+	c.must(200, "PATCH", "/edges/tls/"+id, map[string]any{"ip_restriction": map[string]any{"ip_policy_ids": []string{allow}}})
+	if conn, err := tls.Dial("tcp", r.Srv.HTTPSAddr().String(), &tls.Config{ServerName: "secure.tls-edge.test", RootCAs: r.CA.Pool}); err == nil {
+		conn.Close()
+		t.Error("client outside the allow policy got through")
+	}
+
+	addr := c.must(201, "POST", "/reserved_addrs", map[string]any{})["addr"].(string)
+	c.must(201, "POST", "/edges/tcp", map[string]any{"hostports": []string{addr}, "backend": map[string]string{"backend_id": group}})
+	_, p, _ := net.SplitHostPort(addr)
+	var tc net.Conn
+	deadline := time.Now().Add(5 * time.Second)
+	for tc == nil && time.Now().Before(deadline) {
+		tc, _ = net.Dial("tcp", "127.0.0.1:"+p)
+	}
+	if tc == nil {
+		t.Fatalf("TCP edge on %s not listening", addr)
+	}
+	if got, err := echoOnce(tc, "over the tcp edge"); err != nil || got != "over the tcp edge" {
+		t.Errorf("TCP edge echo = %q, %v", got, err)
+	}
+	tc.Close()
+}
