@@ -79,10 +79,11 @@ const (
 	CapCompression    = "compression"
 	CapCircuitBreaker = "circuit_breaker"
 	CapLabels         = "labels"
+	CapWebhook        = "webhook_verification"
 )
 
 // RelayCapabilities is what this build's relay enforces.
-var RelayCapabilities = []string{CapIPPolicy, CapBasicAuth, CapHeaders, CapCompression, CapCircuitBreaker, CapLabels}
+var RelayCapabilities = []string{CapIPPolicy, CapBasicAuth, CapHeaders, CapCompression, CapCircuitBreaker, CapLabels, CapWebhook}
 
 // Needs lists the capabilities a relay must have to honour b.
 func (b *Bind) Needs() []string {
@@ -104,6 +105,9 @@ func (b *Bind) Needs() []string {
 	}
 	if b.Proto == ProtoLabeled {
 		need = append(need, CapLabels)
+	}
+	if b.VerifyWebhook != "" {
+		need = append(need, CapWebhook)
 	}
 	return need
 }
@@ -166,6 +170,10 @@ type Bind struct {
 	Compression bool `json:"compression,omitempty"`
 	// CircuitBreaker is the 5xx ratio (0 < r <= 1) that opens the edge's circuit breaker (http).
 	CircuitBreaker float64 `json:"circuit_breaker,omitempty"`
+	// VerifyWebhook names a webhook provider (github, stripe, ...) whose signature the
+	// edge checks with VerifyWebhookSecret before a request reaches the agent (http).
+	VerifyWebhook       string `json:"verify_webhook,omitempty"`
+	VerifyWebhookSecret string `json:"verify_webhook_secret,omitempty"`
 }
 
 func (b *Bind) validate() error {

@@ -53,6 +53,8 @@ type TunnelRequest struct {
 	ResponseHeaderRemove []string `json:"response_header_remove"`
 	Compression          bool     `json:"compression"`
 	CircuitBreaker       float64  `json:"circuit_breaker"`
+	VerifyWebhook        string   `json:"verify_webhook"`
+	VerifyWebhookSecret  string   `json:"verify_webhook_secret"`
 }
 
 // Tunnel is one public URL of a tunnel, as ngrok's agent API lists it.

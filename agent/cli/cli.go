@@ -30,6 +30,7 @@ import (
 	"github.com/ferrytunnel/ferry/agent/tlsconf"
 	"github.com/ferrytunnel/ferry/protocol/pprof"
 	"github.com/ferrytunnel/ferry/relay/cert"
+	"github.com/ferrytunnel/ferry/relay/module/webhook"
 )
 
 // Exit codes, documented in docs/agent.md.
@@ -159,6 +160,8 @@ func newApp(env Env) *cli.App {
 					&cli.StringSliceFlag{Name: "response-header-add", Usage: "header `\"NAME: VALUE\"` the relay adds to responses (repeatable)"},
 					&cli.StringSliceFlag{Name: "response-header-remove", Usage: "header `NAME` the relay removes from responses (repeatable)"},
 					&cli.BoolFlag{Name: "compression", Usage: "the relay compresses responses (br, zstd, gzip, deflate) for clients that accept it"},
+					&cli.StringFlag{Name: "verify-webhook", Usage: "the relay checks each request's signature from this webhook `PROVIDER` (" + strings.Join(webhook.Providers(), ", ") + ")"},
+					&cli.StringFlag{Name: "verify-webhook-secret", Usage: "the webhook's signing `SECRET` (for sendgrid its public key; for sns the topic ARN)"},
 					&cli.Float64Flag{Name: "circuit-breaker", Usage: "open the relay's circuit breaker (503 for 10s) when this `RATIO` of answers in 10s are 5xx (at least 20 requests)"},
 					&cli.StringFlag{Name: "host-header", Usage: "Host header sent upstream: rewrite (the upstream's host:port) or a `VALUE` (default: the public host)"},
 					&cli.BoolFlag{Name: "upstream-tls-verify", Value: true, Usage: "verify an https:// upstream's certificate (--upstream-tls-verify=false for self-signed)"},
@@ -385,7 +388,8 @@ type tunnelSpec struct {
 	compression                                                                bool
 	circuitBreaker                                                             float64
 	inspect, upstreamTLSVerify                                                 bool
-	labels                                                                     []string // KEY=VALUE, labeled tunnels
+	labels                                                                     []string  // KEY=VALUE, labeled tunnels
+	webhook                                                                    [2]string // provider, secret
 	optKey                                                                     func(option string) string
 }
 
@@ -420,6 +424,7 @@ func (s tunnelSpec) build() (*forward.Tunnel, error) {
 	t.BasicAuth, t.CIDRAllow, t.CIDRDeny = s.basicAuth, s.cidrAllow, s.cidrDeny
 	t.RequestHeaderAdd, t.RequestHeaderRemove, t.ResponseHeaderAdd, t.ResponseHeaderRemove = s.headers[0], s.headers[1], s.headers[2], s.headers[3]
 	t.Compression, t.CircuitBreaker = s.compression, s.circuitBreaker
+	t.VerifyWebhook, t.VerifyWebhookSecret = s.webhook[0], s.webhook[1]
 	if (s.crt == "") != (s.key == "") {
 		return nil, fmt.Errorf("%s and %s go together: give both, or neither to pass TLS through to the upstream", s.optKey("crt"), s.optKey("key"))
 	}
@@ -493,6 +498,7 @@ func runTunnel(c *cli.Context, env Env, proto string) error {
 		basicAuth: c.StringSlice("basic-auth"), cidrAllow: c.StringSlice("cidr-allow"), cidrDeny: c.StringSlice("cidr-deny"),
 		headers:     [4][]string{c.StringSlice("request-header-add"), c.StringSlice("request-header-remove"), c.StringSlice("response-header-add"), c.StringSlice("response-header-remove")},
 		compression: c.Bool("compression"), circuitBreaker: c.Float64("circuit-breaker"),
+		webhook:    [2]string{c.String("verify-webhook"), c.String("verify-webhook-secret")},
 		proxyProto: c.Int("proxy-proto"), hostHeader: c.String("host-header"), upstreamTLSVerify: !c.IsSet("upstream-tls-verify") || c.Bool("upstream-tls-verify"),
 		inspect: (proto == "http" || proto == "labeled") && c.Bool("inspect"), labels: c.StringSlice("label")}
 	if proto == "labeled" && len(spec.labels) == 0 {
@@ -538,7 +544,7 @@ func runStart(c *cli.Context, env Env) error {
 			terminateAt: ft.TerminateAt, crt: ft.Crt, key: ft.Key, mutualTLSCAs: ft.MutualTLSCAs, hostHeader: ft.HostHeader, proxyProto: ft.ProxyProto,
 			basicAuth: ft.BasicAuth, cidrAllow: ft.CIDRAllow, cidrDeny: ft.CIDRDeny,
 			headers:     [4][]string{ft.RequestHeaderAdd, ft.RequestHeaderRemove, ft.ResponseHeaderAdd, ft.ResponseHeaderRemove},
-			compression: ft.Compression, circuitBreaker: ft.CircuitBreaker,
+			compression: ft.Compression, circuitBreaker: ft.CircuitBreaker, webhook: [2]string{ft.VerifyWebhook, ft.VerifyWebhookSecret},
 			inspect: (proto == "http" || proto == "labeled") && (ft.Inspect == nil || *ft.Inspect), upstreamTLSVerify: ft.UpstreamTLSVerify == nil || *ft.UpstreamTLSVerify,
 			optKey: func(o string) string {
 				return fmt.Sprintf("%s: tunnels.%s.%s", path, name, strings.ReplaceAll(o, "-", "_"))
@@ -712,7 +718,7 @@ func (a agentTunnels) StartTunnel(ctx context.Context, req api.TunnelRequest) er
 		terminateAt: req.TerminateAt, crt: req.Crt, key: req.Key, mutualTLSCAs: req.MutualTLSCAs, hostHeader: req.HostHeader,
 		proxyProto: req.ProxyProto, basicAuth: req.BasicAuth, cidrAllow: req.CIDRAllow, cidrDeny: req.CIDRDeny,
 		headers:     [4][]string{req.RequestHeaderAdd, req.RequestHeaderRemove, req.ResponseHeaderAdd, req.ResponseHeaderRemove},
-		compression: req.Compression, circuitBreaker: req.CircuitBreaker, inspect: req.Proto == "http" && (req.Inspect == nil || *req.Inspect),
+		compression: req.Compression, circuitBreaker: req.CircuitBreaker, webhook: [2]string{req.VerifyWebhook, req.VerifyWebhookSecret}, inspect: req.Proto == "http" && (req.Inspect == nil || *req.Inspect),
 		upstreamTLSVerify: req.UpstreamTLSVerify == nil || *req.UpstreamTLSVerify,
 		optKey:            func(o string) string { return strings.ReplaceAll(o, "-", "_") }}
 	t, err := spec.build()

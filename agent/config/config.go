@@ -78,6 +78,10 @@ type Tunnel struct {
 	// Compression compresses responses at the relay; CircuitBreaker is a 5xx ratio (http).
 	Compression    bool    `toml:"compression"`
 	CircuitBreaker float64 `toml:"circuit_breaker"`
+	// VerifyWebhook (a provider: github, stripe, slack, ...) and VerifyWebhookSecret make
+	// the relay check each request's webhook signature (http).
+	VerifyWebhook       string `toml:"verify_webhook"`
+	VerifyWebhookSecret string `toml:"verify_webhook_secret"`
 	// ProxyProto is 1 or 2 to send a PROXY protocol header to the upstream (tcp, tls).
 	ProxyProto int `toml:"proxy_proto"`
 	// UpstreamTLSVerify checks an https upstream's certificate (default true).

@@ -24,6 +24,7 @@ import (
 	"github.com/ferrytunnel/ferry/protocol"
 	"github.com/ferrytunnel/ferry/protocol/transport"
 	"github.com/ferrytunnel/ferry/relay/module"
+	"github.com/ferrytunnel/ferry/relay/module/webhook"
 )
 
 // DialTimeout bounds the dial to a local upstream.
@@ -77,6 +78,9 @@ type Tunnel struct {
 	// Compression and CircuitBreaker (a 5xx ratio) are applied by the relay's edge (http).
 	Compression    bool
 	CircuitBreaker float64
+	// VerifyWebhook and VerifyWebhookSecret make the relay's edge check a webhook
+	// provider's signature on every request (http).
+	VerifyWebhook, VerifyWebhookSecret string
 	// Inspect records HTTP exchanges into Store (http tunnels).
 	Inspect bool
 	Store   *inspect.Store
@@ -137,7 +141,8 @@ func (t *Tunnel) Bind(id uint32) *protocol.Bind {
 		BasicAuth: t.authHashes, CIDRAllow: t.CIDRAllow, CIDRDeny: t.CIDRDeny,
 		RequestHeaderAdd: t.RequestHeaderAdd, RequestHeaderRemove: t.RequestHeaderRemove,
 		ResponseHeaderAdd: t.ResponseHeaderAdd, ResponseHeaderRemove: t.ResponseHeaderRemove,
-		Compression: t.Compression, CircuitBreaker: t.CircuitBreaker}
+		Compression: t.Compression, CircuitBreaker: t.CircuitBreaker,
+		VerifyWebhook: t.VerifyWebhook, VerifyWebhookSecret: t.VerifyWebhookSecret}
 }
 
 // Prepare checks the tunnel's options and builds its TLS configuration.
@@ -345,6 +350,14 @@ func (t *Tunnel) prepareModules() error {
 	}
 	if t.Proto != protocol.ProtoHTTP && (t.Compression || t.CircuitBreaker != 0) {
 		return fmt.Errorf("--compression and --circuit-breaker are for http tunnels")
+	}
+	if t.VerifyWebhook != "" || t.VerifyWebhookSecret != "" {
+		if t.Proto != protocol.ProtoHTTP {
+			return fmt.Errorf("--verify-webhook is for http tunnels")
+		}
+		if _, err := webhook.New(webhook.Config{Provider: t.VerifyWebhook, Secret: t.VerifyWebhookSecret}); err != nil {
+			return fmt.Errorf("--verify-webhook %s: %w", t.VerifyWebhook, err)
+		}
 	}
 	if _, err := module.NewBreaker(t.Name, t.CircuitBreaker); err != nil {
 		return fmt.Errorf("--%s", strings.ReplaceAll(err.Error(), "_", "-"))

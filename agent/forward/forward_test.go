@@ -114,8 +114,8 @@ func TestPrepare(t *testing.T) {
 		{name: "tls edge with mutual TLS", tun: &Tunnel{Proto: "tls", TerminateAt: "edge", ClientCAs: pool, ClientCAsPEM: pemCAs}, wantTerminate: "edge", wantPEM: true},
 		{name: "tls edge with crt", tun: &Tunnel{Proto: "tls", TerminateAt: "edge", Cert: &crt}, wantErr: "never holds your key"},
 		{name: "tls bad terminate-at", tun: &Tunnel{Proto: "tls", TerminateAt: "client"}, wantErr: `--terminate-at "client": want edge, agent or upstream`},
-		{name: "unknown proto", tun: &Tunnel{Proto: "udp"}, wantErr: `proto "udp": want http, tcp or tls`},
-		{name: "empty proto", tun: &Tunnel{}, wantErr: `proto "": want http, tcp or tls`},
+		{name: "unknown proto", tun: &Tunnel{Proto: "udp"}, wantErr: `proto "udp": want http, tcp, tls or labeled`},
+		{name: "empty proto", tun: &Tunnel{}, wantErr: `proto "": want http, tcp, tls or labeled`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

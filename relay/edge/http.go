@@ -85,8 +85,12 @@ func (e *Edge) NewHTTPHandler(t *route.Tunnel) (http.Handler, func()) {
 	tr := NewTransport(func(ctx context.Context) (net.Conn, error) { return t.Dial(ctx, protocol.StreamHTTP, "", t.Host) })
 	t.Transport = tr // edges whose backends select this tunnel send their requests here
 	proxy := NewProxy(ProxyConfig{Name: host, Log: t.Log, Headers: t.Headers, Transport: tr})
-	return HTTPModules{Name: host, Log: t.Log, IPPolicy: t.IPPolicy, BasicAuth: t.BasicAuth,
-		Compression: t.Compression, Breaker: t.Breaker}.Wrap(proxy), tr.CloseIdleConnections
+	m := HTTPModules{Name: host, Log: t.Log, IPPolicy: t.IPPolicy, BasicAuth: t.BasicAuth,
+		Compression: t.Compression, Breaker: t.Breaker}
+	if t.Webhook != nil {
+		m.Webhook = MiddlewareFunc(t.Webhook.Middleware)
+	}
+	return m.Wrap(proxy), tr.CloseIdleConnections
 }
 
 // ProxyConfig configures a reverse proxy to agents.

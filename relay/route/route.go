@@ -19,6 +19,7 @@ import (
 	"github.com/ferrytunnel/ferry/protocol"
 	"github.com/ferrytunnel/ferry/protocol/transport"
 	"github.com/ferrytunnel/ferry/relay/module"
+	"github.com/ferrytunnel/ferry/relay/module/webhook"
 )
 
 // Opener opens streams to the agent that serves a tunnel (an agent session).
@@ -51,6 +52,8 @@ type Tunnel struct {
 	// Compression compresses responses; Breaker answers 503 while the upstream fails (http).
 	Compression bool
 	Breaker     *module.Breaker
+	// Webhook checks a webhook provider's signature on each request (http).
+	Webhook *webhook.Verifier
 	// URLs are the public URLs (none for labeled tunnels).
 	URLs []string
 	// AccountID owns the tunnel; Labels are a labeled tunnel's labels.

@@ -23,6 +23,7 @@ import (
 	"github.com/ferrytunnel/ferry/relay/config"
 	"github.com/ferrytunnel/ferry/relay/edge"
 	"github.com/ferrytunnel/ferry/relay/module"
+	"github.com/ferrytunnel/ferry/relay/module/webhook"
 	"github.com/ferrytunnel/ferry/relay/reserve"
 	"github.com/ferrytunnel/ferry/relay/route"
 	"github.com/ferrytunnel/ferry/relay/sni"
@@ -269,6 +270,14 @@ func (a *agent) bind(b *protocol.Bind) *protocol.BindResp {
 		return fail(protocol.CodeBindRefused, "header rules, compression and the circuit breaker are for http tunnels")
 	}
 	t.Compression = b.Compression
+	if b.VerifyWebhook != "" {
+		if b.Proto != protocol.ProtoHTTP {
+			return fail(protocol.CodeBindRefused, "webhook verification is for http tunnels")
+		}
+		if t.Webhook, err = webhook.New(webhook.Config{Provider: b.VerifyWebhook, Secret: b.VerifyWebhookSecret}); err != nil {
+			return fail(protocol.CodeBindRefused, "--verify-webhook: %v", err)
+		}
+	}
 	if t.Breaker, err = module.NewBreaker(b.Name, b.CircuitBreaker); err != nil {
 		return fail(protocol.CodeBindRefused, "%v", err)
 	}
