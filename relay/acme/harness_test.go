@@ -6,32 +6,25 @@ import (
 	"crypto/x509"
 	"errors"
 	"io"
-	"log"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/letsencrypt/pebble/v2/ca"
-	"github.com/letsencrypt/pebble/v2/db"
-	"github.com/letsencrypt/pebble/v2/va"
-	"github.com/letsencrypt/pebble/v2/wfe"
-	"github.com/miekg/dns"
+	"github.com/ferrytunnel/ferry/relay/acme/acmetest"
 )
 
 // The harness wires, all on loopback:
 //
-//	Pebble (ca, va, wfe; its HTTPS API on httptest) — the ACME CA
-//	fakeDNS — the recursive resolver the CA and certmagic use: A records for the test names, the
-//	          user's CNAME _acme-challenge.<base> → ChallengeTarget, and everything under the
-//	          challenge zone fetched from the Manager's own DNS (as a real resolver would after
-//	          following the delegation)
+//	Pebble (acmetest.NewPebble) — the ACME CA
+//	fakeDNS (an acmetest.Resolver) — the recursive resolver the CA and certmagic use: A records
+//	          for the test names, the user's CNAME _acme-challenge.<base> → ChallengeTarget, and
+//	          everything under the challenge zone fetched from the Manager's own DNS (as a real
+//	          resolver would after following the delegation)
 //	the relay's :80 and :443, played by an http.Server with m.HTTPHandler and a TLS listener that
 //	          dispatches like the relay's SNI peek: acme-tls/1 to m.ServeTLSALPN, else a TLS server
 //	          with m.Certificate
@@ -58,41 +51,9 @@ type envOptions struct {
 	tweak    func(*Config) // adjusts the Manager's config before New
 }
 
-// logWriter sends log lines to t.Log until the test ends (Pebble's goroutines outlive it).
-type logWriter struct {
-	t    testing.TB
-	mu   sync.Mutex
-	done bool
-}
-
-func newLogWriter(t testing.TB) *logWriter {
-	w := &logWriter{t: t}
-	t.Cleanup(func() {
-		w.mu.Lock()
-		w.done = true
-		w.mu.Unlock()
-	})
-	return w
-}
-
-func (w *logWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	if !w.done && testing.Verbose() {
-		w.t.Log(strings.TrimRight(string(p), "\n"))
-	}
-	return len(p), nil
-}
-
 func newEnv(t *testing.T, opts envOptions) *env {
 	t.Helper()
-	// Pebble's knobs: no random validation delay, no deliberate bad nonces (certmagic would retry
-	// them, at the price of nondeterministic timing), no reuse of valid authorizations (every order
-	// is validated for real).
-	t.Setenv("PEBBLE_VA_NOSLEEP", "1")
-	t.Setenv("PEBBLE_WFE_NONCEREJECT", "0")
-	t.Setenv("PEBBLE_AUTHZREUSE", "0")
-	logs := newLogWriter(t)
+	logs := acmetest.LogWriter(t)
 
 	e := &env{statuses: make(map[string][]Status)}
 
@@ -102,28 +63,19 @@ func newEnv(t *testing.T, opts envOptions) *env {
 	e.httpAddr, e.tlsAddr = httpLn.Addr().String(), tlsLn.Addr().String()
 
 	// The recursive resolver.
-	e.dns = &fakeDNS{a: map[string]string{}, cname: map[string]string{}, zone: dns.Fqdn(challengeZone)}
-	e.dnsAddr = e.dns.start(t)
+	e.dns = &fakeDNS{acmetest.StartResolver(t)}
+	e.dnsAddr = e.dns.Addr
 
-	// Pebble.
-	plog := log.New(logs, "pebble ", 0)
-	store := db.NewMemoryStore()
-	authority := ca.New(plog, store, "", "ecdsa", 0, 1, map[string]ca.Profile{"default": {ValidityPeriod: opts.validity}})
-	validator := va.New(plog, port(t, e.httpAddr), port(t, e.tlsAddr), false, e.dnsAddr, store)
-	front := wfe.New(plog, store, validator, authority, []string{"pebble.letsencrypt.org"}, false, false, 0, 0)
-	pebble := httptest.NewUnstartedServer(front.Handler())
-	pebble.Config.ErrorLog = log.New(logs, "pebble http ", 0)
-	pebble.StartTLS()
-	t.Cleanup(pebble.Close)
-	apiRoots := x509.NewCertPool()
-	apiRoots.AddCert(pebble.Certificate())
-	e.caRoots = x509.NewCertPool()
-	e.caRoots.AddCert(authority.GetRootCert(0).Cert)
+	// Pebble, with its test knobs (no random validation delay, no deliberate bad nonces, no reuse
+	// of valid authorizations).
+	pebble := acmetest.NewPebble(t, acmetest.PebbleOptions{Resolver: e.dnsAddr, Log: logs,
+		HTTPPort: port(t, e.httpAddr), TLSPort: port(t, e.tlsAddr), Validity: opts.validity})
+	e.caRoots = pebble.Roots
 
 	// The Manager.
 	e.cfg = Config{
-		DirectoryURL:       pebble.URL + wfe.DirectoryPath,
-		RootCAs:            apiRoots,
+		DirectoryURL:       pebble.Directory,
+		RootCAs:            pebble.APIRoots,
 		Email:              "ops@example.test",
 		StorageDir:         t.TempDir(),
 		ChallengeZone:      challengeZone,
@@ -147,7 +99,7 @@ func newEnv(t *testing.T, opts envOptions) *env {
 	if err != nil {
 		t.Fatalf("ListenDNS: %v", err)
 	}
-	e.dns.setUpstream(dnsAddr.String())
+	e.dns.Forward(challengeZone, dnsAddr.String())
 
 	e.serveRelay(t, httpLn, tlsLn)
 	return e
@@ -350,143 +302,9 @@ func port(t *testing.T, addr string) int {
 	return n
 }
 
-// fakeDNS is a recursive resolver stand-in (UDP and TCP; Pebble's VA asks over TCP).
-type fakeDNS struct {
-	mu       sync.Mutex
-	a        map[string]string // FQDN → IPv4
-	cname    map[string]string // FQDN → target FQDN
-	zone     string            // the challenge zone: asked of upstream
-	upstream string            // the Manager's DNS
-	viaCNAME map[string]int    // TXT records answered through a CNAME into the zone, by owner
-}
+// fakeDNS is the harness's name for the acmetest resolver.
+type fakeDNS struct{ *acmetest.Resolver }
 
-func (f *fakeDNS) setA(name, ip string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.a[dns.CanonicalName(name)] = ip
-}
-
-func (f *fakeDNS) setCNAME(name, target string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.cname[dns.CanonicalName(name)] = dns.CanonicalName(target)
-}
-
-func (f *fakeDNS) setUpstream(addr string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.upstream = addr
-}
-
-// txtViaCNAME counts the TXT records answered for name by following its CNAME into the
-// challenge zone: what the CA's lookup of _acme-challenge.<domain> got.
-func (f *fakeDNS) txtViaCNAME(name string) int {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.viaCNAME[dns.CanonicalName(name)]
-}
-
-func (f *fakeDNS) start(t *testing.T) string {
-	t.Helper()
-	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", pc.LocalAddr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, srv := range []*dns.Server{{PacketConn: pc, Handler: f}, {Listener: ln, Handler: f}} {
-		started, done := make(chan struct{}), make(chan struct{})
-		srv.NotifyStartedFunc = func() { close(started) }
-		go func() {
-			defer close(done)
-			_ = srv.ActivateAndServe()
-		}()
-		<-started
-		t.Cleanup(func() {
-			_ = srv.Shutdown()
-			<-done
-		})
-	}
-	return pc.LocalAddr().String()
-}
-
-func (f *fakeDNS) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
-	resp := new(dns.Msg)
-	resp.SetReply(r)
-	resp.RecursionAvailable = true
-	defer func() { _ = w.WriteMsg(resp) }()
-	if len(r.Question) != 1 {
-		resp.Rcode = dns.RcodeFormatError
-		return
-	}
-	q := r.Question[0]
-	name := dns.CanonicalName(q.Name)
-
-	f.mu.Lock()
-	ip, hasA := f.a[name]
-	target, hasCNAME := f.cname[name]
-	inZone := dns.IsSubDomain(f.zone, name)
-	f.mu.Unlock()
-
-	switch {
-	case inZone:
-		up, err := f.forward(q.Name, q.Qtype)
-		if err != nil {
-			resp.Rcode = dns.RcodeServerFailure
-			return
-		}
-		resp.Rcode, resp.Answer, resp.Ns = up.Rcode, up.Answer, up.Ns
-	case hasCNAME:
-		resp.Answer = append(resp.Answer, &dns.CNAME{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeCNAME, Class: dns.ClassINET, Ttl: 60}, Target: target})
-		if q.Qtype == dns.TypeCNAME {
-			return
-		}
-		up, err := f.forward(target, q.Qtype)
-		if err != nil {
-			resp.Rcode = dns.RcodeServerFailure
-			return
-		}
-		resp.Rcode = up.Rcode
-		resp.Answer = append(resp.Answer, up.Answer...)
-		for _, rr := range up.Answer {
-			if rr.Header().Rrtype == dns.TypeTXT {
-				f.mu.Lock()
-				if f.viaCNAME == nil {
-					f.viaCNAME = map[string]int{}
-				}
-				f.viaCNAME[name]++
-				f.mu.Unlock()
-			}
-		}
-	case hasA:
-		if q.Qtype == dns.TypeA {
-			resp.Answer = append(resp.Answer, &dns.A{Hdr: dns.RR_Header{Name: q.Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.ParseIP(ip)})
-		}
-	default:
-		resp.Rcode = dns.RcodeNameError
-	}
-}
-
-// forward asks the Manager's DNS, as a resolver asks the delegated authority.
-func (f *fakeDNS) forward(name string, qtype uint16) (*dns.Msg, error) {
-	f.mu.Lock()
-	upstream := f.upstream
-	f.mu.Unlock()
-	if upstream == "" {
-		return nil, errors.New("no upstream yet")
-	}
-	q := new(dns.Msg)
-	q.SetQuestion(dns.Fqdn(name), qtype)
-	q.RecursionDesired = false
-	c := &dns.Client{Net: "udp", Timeout: 2 * time.Second}
-	in, _, err := c.Exchange(q, upstream)
-	if err != nil {
-		return nil, err
-	}
-	if !in.Authoritative {
-		return nil, errors.New("upstream answer is not authoritative")
-	}
-	return in, nil
-}
+func (f *fakeDNS) setA(name, ip string)         { f.SetA(name, ip) }
+func (f *fakeDNS) setCNAME(name, target string) { f.SetCNAME(name, target) }
+func (f *fakeDNS) txtViaCNAME(name string) int  { return f.TXTViaCNAME(name) }

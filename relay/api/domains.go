@@ -81,7 +81,9 @@ func (a *API) domainOut(d store.ReservedDomain) domainJSON {
 		Domain:                      d.Domain,
 		Certificate:                 refTo("tls_certificates", d.CertificateID),
 		CertificateManagementPolicy: d.CertPolicy,
-		CertificateManagementStatus: d.CertStatus,
+	}
+	if d.CertPolicy != nil { // a stored status outlives the policy it belonged to
+		out.CertificateManagementStatus = d.CertStatus
 	}
 	if a.cfg.CNAMETarget != "" {
 		out.CNAMETarget = &a.cfg.CNAMETarget

@@ -60,19 +60,17 @@ func newACMERelay(t *testing.T, plainHTTP bool) *acmeRelay {
 	t.Helper()
 	res := acmetest.StartResolver(t)
 	ca := acmetest.NewPebble(t, acmetest.PebbleOptions{Resolver: res.Addr})
-	// The relay does not tell where --dns-addr 127.0.0.1:0 ended up, so the test picks the port.
-	dnsAddr := freeUDPTCPAddr(t)
 	relay := servertest.Start(t, servertest.Options{Log: testLogger(t), APIAddr: "127.0.0.1:0", Configure: func(c *config.Config) {
 		c.ACMEEmail = "ops@ferry.test"
 		c.ACMECA = ca.Directory
 		c.ACMECARoot = ca.APIRootsFile
 		c.ACMEZone = acmeZone
-		c.DNSAddr = dnsAddr
+		c.DNSAddr = "127.0.0.1:0"
 		if !plainHTTP {
 			c.HTTPAddr = ""
 		}
 	}})
-	res.Forward(acmeZone, dnsAddr)
+	res.Forward(acmeZone, relay.Srv.ACMEDNSAddr().String())
 	// Pebble validates against the relay's real listeners.
 	httpPort := 0
 	if a := relay.Srv.HTTPAddr(); a != nil {
@@ -82,26 +80,6 @@ func newACMERelay(t *testing.T, plainHTTP bool) *acmeRelay {
 	r := &acmeRelay{relayEnv: &relayEnv{Relay: relay, t: t, transport: "quic"}, ca: ca, dns: res}
 	r.api = r.relayEnv.api(relay.Account)
 	return r
-}
-
-// freeUDPTCPAddr returns a loopback address whose port is free over UDP and TCP.
-func freeUDPTCPAddr(t *testing.T) string {
-	t.Helper()
-	for range 10 {
-		pc, err := net.ListenPacket("udp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := pc.LocalAddr().String()
-		ln, err := net.Listen("tcp", addr)
-		pc.Close()
-		if err == nil {
-			ln.Close()
-			return addr
-		}
-	}
-	t.Fatal("no port free over both UDP and TCP")
-	return ""
 }
 
 func portNum(t *testing.T, addr string) int {

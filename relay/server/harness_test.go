@@ -18,15 +18,16 @@ import (
 
 	"github.com/ferrytunnel/ferry/agent/forward"
 	"github.com/ferrytunnel/ferry/agent/session"
+	"github.com/ferrytunnel/ferry/relay/acme/acmetest"
 	"github.com/ferrytunnel/ferry/relay/server/servertest"
 )
 
 func TestMain(m *testing.M) {
-	goleak.VerifyTestMain(m,
+	goleak.VerifyTestMain(m, append(acmetest.LeakOptions(),
 		// quic-go keeps a package-level ticker goroutine for its connection ID pool.
 		goleak.IgnoreAnyFunction("github.com/quic-go/quic-go.(*Transport).runSendQueue"),
 		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
-	)
+	)...)
 }
 
 const domain = servertest.Domain

@@ -72,6 +72,7 @@ type Server struct {
 	apiLn     net.Listener
 	apiServer *http.Server
 	acme      *acme.Manager // nil without --acme-email
+	acmeDNS   net.Addr      // where the challenge zone is served (--dns-addr), or nil
 	router    router.Router
 	tcpEdges  map[int]net.Listener // listeners of TCP edges, by port
 	edgeMu    sync.Mutex           // serialises recompiles and TCP edge listeners
@@ -246,8 +247,17 @@ func (s *Server) Listen() (err error) {
 			return fmt.Errorf("--api-addr %s: %w (another relay running? pass --api-addr HOST:PORT, or an empty value to turn the API off)", c.APIAddr, err)
 		}
 	}
+	// The ACME manager needs the bound HTTP and HTTPS ports, and binds --dns-addr.
+	if err = s.startACME(); err != nil {
+		s.closeListeners(true)
+		return err
+	}
 	return nil
 }
+
+// ACMEDNSAddr returns where the ACME challenge zone is served (--dns-addr; UDP, and TCP on the
+// same port) after Listen, or nil.
+func (s *Server) ACMEDNSAddr() net.Addr { return s.acmeDNS }
 
 // APIAddr returns the bound management API address, or nil.
 func (s *Server) APIAddr() net.Addr { return addrOf(s.apiLn) }
@@ -298,14 +308,14 @@ func (s *Server) Serve(ctx context.Context) error {
 	c := &s.opts.Config
 	ports, err := config.ParsePorts(c.TCPPorts)
 	if err != nil {
+		if s.acme != nil {
+			s.acme.Close()
+		}
 		return err
 	}
 	tcpHost := c.TCPHost()
 	var sessions *session.Server
 	agentTLS := &tls.Config{Certificates: []tls.Certificate{*s.cert}, MinVersion: tls.VersionTLS13, NextProtos: []string{protocol.ALPN}}
-	if err := s.startACME(); err != nil {
-		return err
-	}
 	var challenge func(*sni.ClientHello, net.Conn) bool
 	var plainHTTP func(http.Handler) http.Handler
 	if m := s.acme; m != nil {
@@ -479,8 +489,14 @@ func (s *Server) hasCert(name string) bool {
 		return session.CertCovers(c, name)
 	}
 	if s.acme != nil {
-		if r, ok := s.domains.Lookup(name); ok && r.Managed {
-			if c, ok := s.acme.Certificate(name); ok {
+		// A wildcard tunnel ("*.x") is served, name by name, the certificate of the names below
+		// it; the manager looks certificates up by SNI name, never by a wildcard.
+		probe := name
+		if rest, ok := strings.CutPrefix(name, "*."); ok {
+			probe = "x." + rest
+		}
+		if r, ok := s.domains.Lookup(probe); ok && r.Managed {
+			if c, ok := s.acme.Certificate(probe); ok {
 				return session.CertCovers(c, name)
 			}
 		}
@@ -601,7 +617,7 @@ func (s *Server) startACME() error {
 		StorageDir: filepath.Join(c.Data, "acme"), StorageKey: s.keybox.DeriveKey("acme storage"),
 		HTTPPort: portOf(s.HTTPAddr()), TLSPort: portOf(s.HTTPSAddr()),
 		DisableHTTP01: s.httpLn == nil, DisableTLSALPN01: s.httpsLn == nil,
-		Log: s.log.With("component", "acme"), OnStatus: s.saveCertStatus,
+		Log: s.log, OnStatus: s.saveCertStatus, // acme.New adds component=acme itself
 	}
 	if c.ACMECARoot != "" {
 		pool, _, err := tlsconf.LoadCAs(c.ACMECARoot, "--acme-ca-root")
@@ -627,6 +643,7 @@ func (s *Server) startACME() error {
 			return fmt.Errorf("--dns-addr %s: %w", c.DNSAddr, err)
 		}
 		s.log.Info("serving the ACME challenge zone", "zone", cfg.ChallengeZone, "dns", addr)
+		s.acmeDNS = addr
 	}
 	s.acme = m
 	return nil
