@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/ferrytunnel/ferry/relay/cert"
+	"github.com/ferrytunnel/ferry/relay/events"
 	"github.com/ferrytunnel/ferry/relay/reserve"
 	"github.com/ferrytunnel/ferry/relay/store"
 )
@@ -62,6 +63,8 @@ type Config struct {
 	// Changed runs after a reservation, certificate, edge, backend or IP policy changes
 	// (the relay drops cached TLS state and compiles its edges again).
 	Changed func()
+	// Events checks event subscriptions' destinations (nil: only their shape is checked).
+	Events *events.Bus
 	// Tunnels lists the account's online labeled tunnels matching labels (shown on tunnel
 	// group backends); nil shows none.
 	Tunnels func(account string, labels map[string]string) []map[string]any

@@ -40,6 +40,7 @@ var objectKinds = []objectKind{
 	{router.KindHTTPSEdge, router.PrefixHTTPSEdge, "HTTPS edge", checkHTTPSEdge, hideRouteSecrets},
 	{router.KindTLSEdge, router.PrefixTLSEdge, "TLS edge", checkTLSEdge, nil},
 	{router.KindTCPEdge, router.PrefixTCPEdge, "TCP edge", checkTCPEdge, nil},
+	{kindEventSubscription, prefixEventSubscription, "event subscription", checkEventSubscription, hideSecrets},
 }
 
 func (a *API) routeObjects() {

@@ -76,6 +76,9 @@ func serveFlags() []cli.Flag {
 		&cli.StringFlag{Name: "dns-addr", Usage: "`ADDR` (UDP+TCP) where the relay answers DNS for --acme-zone, e.g. :53; empty disables"},
 		&cli.StringFlag{Name: "log-format", Usage: "logfmt or json", DefaultText: d.LogFormat},
 		&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", DefaultText: d.LogLevel},
+		&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics at /metrics on `ADDR` (e.g. 127.0.0.1:9090); off by default"},
+		&cli.StringFlag{Name: "events-dir", Usage: "the only `DIR` event subscriptions may write files in (default: file destinations refused)"},
+		&cli.BoolFlag{Name: "events-allow-private", Usage: "let event webhooks reach private and loopback addresses (dev mode: on)"},
 		&cli.StringFlag{Name: "pprof-addr", Usage: "serve Go's pprof profiles on `ADDR` (e.g. 127.0.0.1:6060); off by default"},
 	}
 }
@@ -194,11 +197,15 @@ func loadConfig(c *cli.Context) (config.Config, error) {
 		"database": &cfg.Database, "secret-key-file": &cfg.SecretKeyFile, "api-addr": &cfg.APIAddr,
 		"cname-target": &cfg.CNAMETarget, "acme-email": &cfg.ACMEEmail, "acme-ca": &cfg.ACMECA,
 		"acme-ca-root": &cfg.ACMECARoot, "acme-zone": &cfg.ACMEZone, "dns-addr": &cfg.DNSAddr,
+		"metrics-addr": &cfg.MetricsAddr, "events-dir": &cfg.EventsDir,
 	}
 	for name, field := range fields {
 		if c.IsSet(name) {
 			*field = c.String(name)
 		}
+	}
+	if c.IsSet("events-allow-private") {
+		cfg.EventsAllowPrivate = c.Bool("events-allow-private")
 	}
 	if dev {
 		cfg.Dev = true

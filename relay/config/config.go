@@ -67,6 +67,16 @@ type Config struct {
 	LogLevel string `toml:"log_level"`
 	// Dev runs everything on 127.0.0.1 with a throwaway CA and prints the agent command.
 	Dev bool `toml:"dev"`
+	// MetricsAddr serves Prometheus metrics at /metrics on this address; empty (default)
+	// disables.
+	MetricsAddr string `toml:"metrics_addr"`
+	// EventsDir is the only directory event subscriptions may write JSON-lines files in;
+	// empty (default) refuses file destinations.
+	EventsDir string `toml:"events_dir"`
+	// EventsAllowPrivate lets event webhooks reach private and loopback addresses
+	// (default false: refused, so a subscription cannot probe the relay's network;
+	// dev mode allows them).
+	EventsAllowPrivate bool `toml:"events_allow_private"`
 	// PprofAddr serves Go's pprof profiles on this address; empty (default) disables.
 	PprofAddr string `toml:"pprof_addr"`
 }
@@ -111,6 +121,7 @@ func (c *Config) ApplyDev() {
 	c.HTTPAddr = "127.0.0.1:4080"
 	c.TCPPorts = "40000-40099"
 	c.Domain = "localhost"
+	c.EventsAllowPrivate = true
 }
 
 // Load decodes a TOML file over c. Unknown keys are an error naming the key and its line.
@@ -210,7 +221,7 @@ func ParsePorts(s string) (PortRange, error) {
 // Validate checks the configuration and says which key to fix.
 func (c *Config) Validate() error {
 	var errs []error
-	for _, a := range []struct{ key, v string }{{"quic_addr", c.QUICAddr}, {"https_addr", c.HTTPSAddr}, {"http_addr", c.HTTPAddr}, {"api_addr", c.APIAddr}, {"dns_addr", c.DNSAddr}} {
+	for _, a := range []struct{ key, v string }{{"quic_addr", c.QUICAddr}, {"https_addr", c.HTTPSAddr}, {"http_addr", c.HTTPAddr}, {"api_addr", c.APIAddr}, {"dns_addr", c.DNSAddr}, {"metrics_addr", c.MetricsAddr}} {
 		if a.v == "" {
 			continue // empty disables the listener
 		}

@@ -35,17 +35,18 @@ func TestApplyDev(t *testing.T) {
 	c := config.Defaults()
 	c.ApplyDev()
 	want := config.Config{
-		QUICAddr:  "127.0.0.1:4443",
-		HTTPSAddr: "127.0.0.1:4443",
-		HTTPAddr:  "127.0.0.1:4080",
-		TCPPorts:  "40000-40099",
-		Domain:    "localhost",
-		Data:      "./ferry-data",
-		APIAddr:   "127.0.0.1:4041",
-		ACMECA:    "https://acme-v02.api.letsencrypt.org/directory",
-		LogFormat: "logfmt",
-		LogLevel:  "info",
-		Dev:       true,
+		QUICAddr:           "127.0.0.1:4443",
+		HTTPSAddr:          "127.0.0.1:4443",
+		HTTPAddr:           "127.0.0.1:4080",
+		TCPPorts:           "40000-40099",
+		Domain:             "localhost",
+		EventsAllowPrivate: true,
+		Data:               "./ferry-data",
+		APIAddr:            "127.0.0.1:4041",
+		ACMECA:             "https://acme-v02.api.letsencrypt.org/directory",
+		LogFormat:          "logfmt",
+		LogLevel:           "info",
+		Dev:                true,
 	}
 	if c != want {
 		t.Fatalf("Defaults()+ApplyDev() = %+v, want %+v", c, want)

@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -48,6 +49,8 @@ type Config struct {
 	// derived from base with the name's edge TLS settings (minimum version, client
 	// CAs); nil keeps base.
 	TerminationConfig func(name string, base *tls.Config) *tls.Config
+	// Observer reports connections, requests and refusals (metrics, events); nil: none.
+	Observer *route.Observer
 	// Routes returns the current edges (nil func or nil Routes: none).
 	Routes func() Routes
 	// HTTPSPort is the public TLS port, for redirects from plain HTTP to HTTPS.
@@ -145,6 +148,7 @@ func (e *Edge) ServeTCP(ln net.Listener, t *route.Tunnel) error {
 	return e.acceptLoop(ln, func(c net.Conn) {
 		if !t.IPPolicy.Allows(c.RemoteAddr().String()) {
 			t.Log.Info("refused connection", "remote", c.RemoteAddr(), "reason", "client address not allowed by the tunnel's CIDR rules")
+			e.cfg.Observer.Rejected("ip_policy")
 			c.Close()
 			return
 		}
@@ -233,6 +237,7 @@ func (e *Edge) handleTLS(raw net.Conn) {
 	}
 	if !t.IPPolicy.Allows(remote) {
 		t.Log.Info("refused TLS connection", "remote", remote, "sni", name, "reason", "client address not allowed by the tunnel's CIDR rules")
+		e.cfg.Observer.Rejected("ip_policy")
 		sni.WriteAlert(c, sni.AlertAccessDenied) //nolint:errcheck
 		c.Close()
 		return
@@ -310,6 +315,7 @@ func (e *Edge) serveEdge(c net.Conn, name, remote string) bool {
 	}
 	if !b.IPPolicy.Allows(remote) {
 		b.Log.Info("refused TLS connection", "remote", remote, "sni", name, "reason", "client address not allowed by the edge's IP restriction")
+		e.cfg.Observer.Rejected("ip_policy")
 		sni.WriteAlert(c, sni.AlertAccessDenied) //nolint:errcheck
 		c.Close()
 		return true
@@ -349,7 +355,13 @@ func (e *Edge) handshake(tc *tls.Conn, t *route.Tunnel, remote string) bool {
 }
 
 func (e *Edge) join(c net.Conn, st transport.Stream, t *route.Tunnel) {
+	url := ""
+	if len(t.URLs) > 0 {
+		url = t.URLs[0]
+	}
+	done := e.cfg.Observer.Conn(t.Proto, t.AccountID, strconv.FormatUint(uint64(t.ID), 10), url, c.RemoteAddr().String(), t.Host)
 	in, out := transport.Join(c, st)
+	done(in, out)
 	t.Log.Debug("connection closed", "remote", c.RemoteAddr(), "bytes_in", in, "bytes_out", out)
 }
 

@@ -86,11 +86,17 @@ func (e *Edge) NewHTTPHandler(t *route.Tunnel) (http.Handler, func()) {
 	t.Transport = tr // edges whose backends select this tunnel send their requests here
 	proxy := NewProxy(ProxyConfig{Name: host, Log: t.Log, Headers: t.Headers, Transport: tr})
 	m := HTTPModules{Name: host, Log: t.Log, IPPolicy: t.IPPolicy, BasicAuth: t.BasicAuth,
-		Compression: t.Compression, Breaker: t.Breaker}
+		Compression: t.Compression, Breaker: t.Breaker, Observer: e.cfg.Observer}
 	if t.Webhook != nil {
 		m.Webhook = MiddlewareFunc(t.Webhook.Middleware)
 	}
-	return m.Wrap(proxy), tr.CloseIdleConnections
+	url := func() string {
+		if len(t.URLs) > 0 {
+			return t.URLs[0]
+		}
+		return ""
+	}
+	return e.cfg.Observer.HTTP(t.AccountID, strconv.FormatUint(uint64(t.ID), 10), url, m.Wrap(proxy)), tr.CloseIdleConnections
 }
 
 // ProxyConfig configures a reverse proxy to agents.
@@ -171,6 +177,8 @@ type HTTPModules struct {
 	Compression bool
 	// Auth is an OAuth/OIDC/SAML module (nil: none).
 	Auth Middleware
+	// Observer counts refusals (nil: not counted).
+	Observer *route.Observer
 }
 
 // Middleware wraps a handler (webhook verification, OAuth).
@@ -185,7 +193,7 @@ func (m HTTPModules) Wrap(next http.Handler) http.Handler {
 		h = module.Compress(h)
 	}
 	if m.Breaker != nil {
-		h = breaker(m.Name, m.Breaker, h)
+		h = breaker(m.Name, m.Breaker, m.Observer, h)
 	}
 	if m.Webhook != nil {
 		h = m.Webhook.Wrap(h)
@@ -197,6 +205,7 @@ func (m HTTPModules) Wrap(next http.Handler) http.Handler {
 		inner := h
 		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if !m.BasicAuth.Check(r) {
+				m.Observer.Rejected("basic_auth")
 				w.Header().Set("WWW-Authenticate", `Basic realm="`+m.Name+`", charset="UTF-8"`)
 				errorPage(w, http.StatusUnauthorized, "Authentication required", m.Name+" asks for a user name and password.", "")
 				return
@@ -208,6 +217,7 @@ func (m HTTPModules) Wrap(next http.Handler) http.Handler {
 		inner := h
 		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if !m.IPPolicy.Allows(r.RemoteAddr) {
+				m.Observer.Rejected("ip_policy")
 				m.Log.Info("refused request", "remote", r.RemoteAddr, "reason", "client address not allowed by the CIDR rules")
 				errorPage(w, http.StatusForbidden, "Forbidden", "Your address may not reach "+m.Name+".", "")
 				return
@@ -219,10 +229,11 @@ func (m HTTPModules) Wrap(next http.Handler) http.Handler {
 }
 
 // breaker answers 503 while the circuit is open and counts the 5xx answers that pass.
-func breaker(name string, b *module.Breaker, next http.Handler) http.Handler {
+func breaker(name string, b *module.Breaker, obs *route.Observer, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		done, err := b.Allow()
 		if err != nil {
+			obs.Rejected("circuit_breaker")
 			w.Header().Set("Retry-After", strconv.Itoa(int(module.BreakerOpen.Seconds())))
 			errorPage(w, http.StatusServiceUnavailable, "Service unavailable",
 				fmt.Sprintf("Tunnel %s is resting its upstream after too many errors.", name), "Try again in a few seconds.")

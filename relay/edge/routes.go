@@ -22,8 +22,9 @@ type Routes interface {
 
 // Backend is where an edge sends a connection.
 type Backend struct {
-	// Name is the public name or address, for messages.
-	Name string
+	// Name is the public name or address, for messages; ID the edge's id and AccountID
+	// its owner (for events).
+	Name, ID, AccountID string
 	// TerminateAt is "edge" when the relay terminates TLS (TLS edges), else the bytes pass through.
 	TerminateAt string
 	IPPolicy    *module.IPPolicy
@@ -50,6 +51,7 @@ func (e *Edge) serveBackend(c net.Conn, b *Backend, proto protocol.StreamProto, 
 	remote := c.RemoteAddr().String()
 	if !b.IPPolicy.Allows(remote) {
 		b.Log.Info("refused connection", "remote", remote, "reason", "client address not allowed by the edge's IP restriction")
+		e.cfg.Observer.Rejected("ip_policy")
 		c.Close()
 		return
 	}
@@ -59,6 +61,12 @@ func (e *Edge) serveBackend(c net.Conn, b *Backend, proto protocol.StreamProto, 
 		c.Close()
 		return
 	}
+	kind := "tcp"
+	if proto != protocol.StreamTCP {
+		kind = "tls"
+	}
+	done := e.cfg.Observer.Conn(kind, b.AccountID, b.ID, b.Name, remote, host)
 	in, out := transport.Join(c, st)
+	done(in, out)
 	b.Log.Debug("connection closed", "remote", remote, "bytes_in", in, "bytes_out", out)
 }

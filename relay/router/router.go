@@ -146,6 +146,8 @@ func lookup[V any](m map[string]*V, host string) *V {
 type Deps struct {
 	Table *route.Table
 	Log   *slog.Logger
+	// Observer reports requests, connections and refusals (nil: none).
+	Observer *route.Observer
 }
 
 // Compile builds a snapshot from every stored object. An object that cannot be compiled
@@ -206,6 +208,8 @@ func (c *compiler) httpsEdge(o store.Object) error {
 			log.Error("route not served", "route", rt.ID, "err", err)
 			h = errorHandler(http.StatusBadGateway, "Bad gateway", fmt.Sprintf("Route %s of %s is misconfigured: %v", rt.Match, name, err))
 		}
+		url := "https://" + name
+		h = c.d.Observer.HTTP(o.AccountID, o.ID, func() string { return url }, h)
 		r := compiledRoute{exact: rt.MatchType == "exact_path", match: rt.Match, h: h}
 		e.routes = append(e.routes, r)
 	}
@@ -239,7 +243,7 @@ func edgeTLS(account string, term *TLSTermination, mtls *MutualTLS) EdgeTLS {
 }
 
 func (c *compiler) routeHandler(account, name string, rt Route, log *slog.Logger) (http.Handler, error) {
-	m := edge.HTTPModules{Name: name, Log: log}
+	m := edge.HTTPModules{Name: name, Log: log, Observer: c.d.Observer}
 	var err error
 	if m.IPPolicy, err = c.ipPolicy(account, rt.IPRestriction); err != nil {
 		return nil, err
@@ -356,6 +360,7 @@ func (c *compiler) tlsEdge(o store.Object) error {
 	if err != nil {
 		return err
 	}
+	b.Name = "tls://" + hostOf(doc.Hostports[0])
 	if doc.TLSTermination != nil && doc.TLSTermination.TerminateAt == protocol.TerminateEdge {
 		b.TerminateAt = protocol.TerminateEdge
 	}
@@ -376,6 +381,7 @@ func (c *compiler) tcpEdge(o store.Object) error {
 	if err != nil {
 		return err
 	}
+	b.Name = "tcp://" + doc.Hostports[0]
 	for _, hp := range doc.Hostports {
 		_, p, err := net.SplitHostPort(hp)
 		port, err2 := strconv.Atoi(p)
@@ -399,7 +405,7 @@ func (c *compiler) connBackend(account, id string, hostports []string, ref *Back
 		return nil, err
 	}
 	b := c.backend(account, ref.BackendID, 0)
-	return &edge.Backend{Name: hostports[0], IPPolicy: pol, Log: c.d.Log.With("edge", id, "name", hostports[0]),
+	return &edge.Backend{Name: hostports[0], ID: id, AccountID: account, IPPolicy: pol, Log: c.d.Log.With("edge", id, "name", hostports[0]),
 		Dial: func(ctx context.Context, proto protocol.StreamProto, client, host string) (transport.Stream, error) {
 			return dial(ctx, b, proto, client, host)
 		}}, nil

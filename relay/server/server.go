@@ -27,6 +27,8 @@ import (
 	"github.com/ferrytunnel/ferry/relay/cert"
 	"github.com/ferrytunnel/ferry/relay/config"
 	"github.com/ferrytunnel/ferry/relay/edge"
+	"github.com/ferrytunnel/ferry/relay/events"
+	"github.com/ferrytunnel/ferry/relay/metrics"
 	"github.com/ferrytunnel/ferry/relay/reserve"
 	"github.com/ferrytunnel/ferry/relay/route"
 	"github.com/ferrytunnel/ferry/relay/router"
@@ -74,6 +76,8 @@ type Server struct {
 	acme      *acme.Manager // nil without --acme-email
 	acmeDNS   net.Addr      // where the challenge zone is served (--dns-addr), or nil
 	router    router.Router
+	observer  *route.Observer
+	metricsLn net.Listener
 	tcpEdges  map[int]net.Listener // listeners of TCP edges, by port
 	edgeMu    sync.Mutex           // serialises recompiles and TCP edge listeners
 
@@ -241,6 +245,12 @@ func (s *Server) Listen() (err error) {
 			return fmt.Errorf("--http-addr %s: %w", c.HTTPAddr, err)
 		}
 	}
+	if c.MetricsAddr != "" {
+		if s.metricsLn, err = net.Listen("tcp", c.MetricsAddr); err != nil {
+			s.closeListeners(true)
+			return fmt.Errorf("--metrics-addr %s: %w", c.MetricsAddr, err)
+		}
+	}
 	if c.APIAddr != "" {
 		if s.apiLn, err = net.Listen("tcp", c.APIAddr); err != nil {
 			s.closeListeners(true)
@@ -258,6 +268,9 @@ func (s *Server) Listen() (err error) {
 // ACMEDNSAddr returns where the ACME challenge zone is served (--dns-addr; UDP, and TCP on the
 // same port) after Listen, or nil.
 func (s *Server) ACMEDNSAddr() net.Addr { return s.acmeDNS }
+
+// MetricsAddr returns the bound metrics address, or nil.
+func (s *Server) MetricsAddr() net.Addr { return addrOf(s.metricsLn) }
 
 // APIAddr returns the bound management API address, or nil.
 func (s *Server) APIAddr() net.Addr { return addrOf(s.apiLn) }
@@ -292,7 +305,7 @@ func portOf(a net.Addr) int {
 
 // closeListeners closes the public TCP listeners and, with quic, the QUIC listener too.
 func (s *Server) closeListeners(quic bool) {
-	for _, ln := range []net.Listener{s.httpsLn, s.httpLn, s.apiLn} {
+	for _, ln := range []net.Listener{s.httpsLn, s.httpLn, s.apiLn, s.metricsLn} {
 		if ln != nil {
 			ln.Close()
 		}
@@ -330,7 +343,9 @@ func (s *Server) Serve(ctx context.Context) error {
 		}
 		plainHTTP = m.HTTPHandler
 	}
+	s.startObserver()
 	s.edge = edge.New(edge.Config{Table: s.table, Certificate: s.certificate, Log: s.log, TerminationConfig: s.terminationConfig,
+		Observer:  s.observer,
 		Challenge: challenge, PlainHTTP: plainHTTP, HTTPSPort: portOf(s.HTTPSAddr()), TLSOnly: s.tlsOnly,
 		Routes: func() edge.Routes {
 			if snap := s.router.Current(); snap != nil {
@@ -344,7 +359,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		HTTPSPort: portOf(s.HTTPSAddr()), HTTPPort: portOf(s.HTTPAddr()),
 		TCPHost: tcpHost, TCPPorts: ports,
 		HasCert: s.hasCert,
-		Version: s.opts.Version, Log: s.log, Capabilities: s.opts.Capabilities,
+		Version: s.opts.Version, Log: s.log, Capabilities: s.opts.Capabilities, Observer: s.observer,
 	})
 
 	var wg sync.WaitGroup
@@ -353,6 +368,13 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	if s.httpLn != nil {
 		wg.Go(func() { s.edge.ServeHTTP(s.httpLn) }) //nolint:errcheck
+	}
+	var metricsServer *http.Server
+	if s.metricsLn != nil {
+		mux := http.NewServeMux()
+		mux.Handle("/metrics", s.observer.Metrics.Handler())
+		metricsServer = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		wg.Go(func() { metricsServer.Serve(s.metricsLn) }) //nolint:errcheck // ends with Close
 	}
 	if s.apiLn != nil {
 		s.apiServer = s.newAPIServer(ports, tcpHost)
@@ -386,12 +408,18 @@ func (s *Server) Serve(ctx context.Context) error {
 	if s.apiServer != nil {
 		s.apiServer.Close()
 	}
+	if metricsServer != nil {
+		metricsServer.Close()
+	}
 	s.edge.Close()
 	wg.Wait()
 	s.quicLn.Close()
 	if s.acme != nil {
 		s.acme.Close()
 	}
+	ctxClose, cancelClose := context.WithTimeout(context.Background(), 5*time.Second)
+	s.observer.Events.Close(ctxClose) //nolint:errcheck // what is left is counted as dropped
+	cancelClose()
 	s.closeStore()
 	if err := context.Cause(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return err
@@ -479,6 +507,9 @@ func (s *Server) reservedCert(name string) *tls.Certificate {
 		return nil
 	}
 	s.uploaded.Store(r.CertificateID, c)
+	if s.observer != nil && c.Leaf != nil {
+		s.observer.Metrics.SetCertificateExpiry(r.Domain, c.Leaf.NotAfter)
+	}
 	return c
 }
 
@@ -516,7 +547,7 @@ func (s *Server) newAPIServer(ports config.PortRange, tcpHost string) *http.Serv
 		certs = acmeCerts{s}
 	}
 	h := api.New(api.Config{
-		Store: s.store, Keybox: s.keybox, Domains: s.domains, Addrs: s.addrs, ACME: certs,
+		Store: s.store, Keybox: s.keybox, Domains: s.domains, Addrs: s.addrs, ACME: certs, Events: s.observer.Events,
 		CNAMETarget: target, AddrHost: c.Domain, TCPLow: ports.Low, TCPHigh: ports.High,
 		PortFree: func(p int) bool {
 			if s.table.Port(p) != nil {
@@ -735,8 +766,11 @@ func (s *Server) compileEdges(tcpHost string) {
 		s.log.Error("load edges", "err", err)
 		return
 	}
-	snap := router.Compile(objs, router.Deps{Table: s.table, Log: s.log.With("component", "edges")})
+	snap := router.Compile(objs, router.Deps{Table: s.table, Log: s.log.With("component", "edges"), Observer: s.observer})
 	s.router.Set(snap)
+	if s.observer != nil {
+		s.observer.Events.SetSubscriptions(api.Subscriptions(objs))
+	}
 	if s.edge == nil {
 		return
 	}
@@ -763,4 +797,35 @@ func (s *Server) compileEdges(tcpHost string) {
 			delete(s.tcpEdges, p)
 		}
 	}
+}
+
+// startObserver sets up metrics (with --metrics-addr) and the event bus.
+func (s *Server) startObserver() {
+	c := &s.opts.Config
+	o := &route.Observer{}
+	if s.metricsLn != nil {
+		o.Metrics = metrics.New()
+		if leaf := s.cert.Leaf; leaf != nil {
+			o.Metrics.SetCertificateExpiry(c.Domain, leaf.NotAfter)
+		}
+	}
+	cfg := events.Config{Log: s.log.With("component", "events")}
+	if !c.EventsAllowPrivate {
+		d := &net.Dialer{Timeout: 10 * time.Second, Control: events.RefusePrivateAddresses}
+		cfg.HTTPClient = &http.Client{Transport: &http.Transport{DialContext: d.DialContext, Proxy: nil,
+			TLSHandshakeTimeout: 10 * time.Second, ResponseHeaderTimeout: 10 * time.Second}}
+	}
+	if dir := c.EventsDir; dir != "" {
+		abs, err := filepath.Abs(dir)
+		if err == nil {
+			cfg.AllowFile = func(p string) error {
+				if rel, err := filepath.Rel(abs, filepath.Clean(p)); err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
+					return fmt.Errorf("path %s: event files must be inside the relay's --events-dir %s", p, abs)
+				}
+				return nil
+			}
+		}
+	}
+	o.Events = events.NewBus(cfg)
+	s.observer = o
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/ferrytunnel/ferry/protocol/transport"
 	"github.com/ferrytunnel/ferry/relay/config"
 	"github.com/ferrytunnel/ferry/relay/edge"
+	"github.com/ferrytunnel/ferry/relay/metrics"
 	"github.com/ferrytunnel/ferry/relay/module"
 	"github.com/ferrytunnel/ferry/relay/module/webhook"
 	"github.com/ferrytunnel/ferry/relay/reserve"
@@ -66,6 +67,8 @@ type Config struct {
 	HasCert func(name string) bool
 	// Version is the relay's release.
 	Version string
+	// Observer reports sessions and tunnels (metrics, events); nil reports nothing.
+	Observer *route.Observer
 	// Capabilities overrides what the relay advertises (nil: protocol.RelayCapabilities);
 	// tests use it to play an older relay.
 	Capabilities []string
@@ -82,6 +85,13 @@ func (s *Server) capabilities() []string {
 		return s.cfg.Capabilities
 	}
 	return protocol.RelayCapabilities
+}
+
+func (s *Server) metrics() *metrics.Metrics {
+	if s.cfg.Observer == nil {
+		return nil
+	}
+	return s.cfg.Observer.Metrics
 }
 
 // NewServer returns a session server.
@@ -146,6 +156,7 @@ func (a *agent) run(ctx context.Context) error {
 	}
 	acct, err := a.srv.cfg.Auth.Verify(auth.Authtoken)
 	if err != nil {
+		a.srv.metrics().AuthFailure()
 		return protocol.Errorf(protocol.CodeAuthFailed,
 			"authtoken not recognised by this relay: create one on the relay with `ferry-relay token create` and pass it with --authtoken or FERRY_AUTHTOKEN")
 	}
@@ -157,6 +168,8 @@ func (a *agent) run(ctx context.Context) error {
 	}
 	ctrl.SetReadDeadline(time.Time{})
 	a.log.Info("agent connected", "agent_version", hello.AgentVersion, "os", hello.OS, "transport", a.sess.Name())
+	a.srv.metrics().SessionOpened(a.sess.Name())
+	defer a.srv.metrics().SessionClosed(a.sess.Name())
 
 	go func() { // unblock the read loop when the relay shuts down or the session ends
 		select {
@@ -204,6 +217,7 @@ func (a *agent) handle(t protocol.MsgType, body []byte) error {
 		if tun := a.tunnels[u.TunnelID]; tun != nil {
 			delete(a.tunnels, u.TunnelID)
 			a.srv.cfg.Table.Remove(tun)
+			a.srv.cfg.Observer.TunnelStopped(tun)
 			tun.Log.Info("tunnel stopped")
 		}
 		return a.send(protocol.TypeUnbindResp, &protocol.UnbindResp{TunnelID: u.TunnelID})
@@ -235,6 +249,7 @@ func (a *agent) send(t protocol.MsgType, m any) error {
 func (a *agent) releaseAll() {
 	for id, t := range a.tunnels {
 		a.srv.cfg.Table.Remove(t)
+		a.srv.cfg.Observer.TunnelStopped(t)
 		t.Log.Info("tunnel stopped", "reason", "agent session ended")
 		delete(a.tunnels, id)
 	}
@@ -300,6 +315,7 @@ func (a *agent) bind(b *protocol.Bind) *protocol.BindResp {
 	}
 	resp.URLs = t.URLs
 	a.tunnels[b.TunnelID] = t
+	a.srv.cfg.Observer.TunnelStarted(t)
 	if t.Proto == protocol.ProtoLabeled {
 		t.Log.Info("tunnel started")
 	} else {

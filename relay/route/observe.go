@@ -1,0 +1,144 @@
+package route
+
+import (
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/ferrytunnel/ferry/relay/events"
+	"github.com/ferrytunnel/ferry/relay/metrics"
+)
+
+// Observer reports what happens to tunnels and connections: Prometheus metrics and
+// events for the accounts' subscriptions. Both may be nil; every method is cheap and
+// never blocks (the event bus drops rather than waits).
+type Observer struct {
+	Metrics *metrics.Metrics
+	Events  *events.Bus
+}
+
+// publish sends an event if there is a bus.
+func (o *Observer) publish(typ, account string, fields map[string]any) {
+	if o == nil || o.Events == nil {
+		return
+	}
+	o.Events.Publish(events.Event{Type: typ, AccountID: account, Fields: fields})
+}
+
+func (o *Observer) metrics() *metrics.Metrics {
+	if o == nil {
+		return nil
+	}
+	return o.Metrics
+}
+
+// TunnelStarted and TunnelStopped report a tunnel coming online and going away.
+func (o *Observer) TunnelStarted(t *Tunnel) {
+	o.metrics().TunnelBound(t.Proto)
+	o.publish(events.TypeTunnelStarted, t.AccountID, tunnelFields(t))
+}
+
+// TunnelStopped reports a tunnel going away.
+func (o *Observer) TunnelStopped(t *Tunnel) {
+	o.metrics().TunnelUnbound(t.Proto)
+	o.publish(events.TypeTunnelStopped, t.AccountID, tunnelFields(t))
+}
+
+func tunnelFields(t *Tunnel) map[string]any {
+	f := map[string]any{events.FieldTunnelID: strconv.FormatUint(uint64(t.ID), 10), events.FieldName: t.Name, events.FieldProto: t.Proto}
+	if len(t.URLs) > 0 {
+		f[events.FieldURL] = t.URLs[0]
+	}
+	return f
+}
+
+// Conn starts observing a public connection of a tcp or tls tunnel (or edge); the
+// returned func reports it closed with its byte counts.
+func (o *Observer) Conn(proto, account, tunnelID, url, remote, serverName string) func(in, out int64) {
+	done := o.metrics().ConnOpened(proto)
+	start := time.Now()
+	return func(in, out int64) {
+		if done != nil {
+			done(in, out)
+		}
+		typ := events.TypeTCPConnectionClosed
+		if proto == "tls" {
+			typ = events.TypeTLSConnectionClosed
+		}
+		if o == nil || o.Events == nil {
+			return
+		}
+		f := map[string]any{events.FieldTunnelID: tunnelID, events.FieldURL: url, events.FieldClientIP: hostOnly(remote),
+			events.FieldBytesIn: in, events.FieldBytesOut: out, events.FieldDurationMS: float64(time.Since(start).Microseconds()) / 1000}
+		if proto == "tls" {
+			f[events.FieldServerName] = serverName
+		}
+		o.publish(typ, account, f)
+	}
+}
+
+// Rejected counts a module's refusal.
+func (o *Observer) Rejected(module string) { o.metrics().Rejected(module, "") }
+
+// HTTP wraps an http tunnel's or route's handler to report each request.
+// url is asked per request (a tunnel's URLs are set after its handler is built).
+func (o *Observer) HTTP(account, tunnelID string, url func() string, next http.Handler) http.Handler {
+	if o == nil || (o.Metrics == nil && o.Events == nil) {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &countingWriter{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		d := time.Since(start)
+		if rec.status == 0 {
+			rec.status = http.StatusOK
+		}
+		o.Metrics.HTTPRequest(rec.status, d)
+		if o.Events == nil {
+			return
+		}
+		in := r.ContentLength
+		if in < 0 {
+			in = 0
+		}
+		o.publish(events.TypeHTTPRequestComplete, account, map[string]any{
+			events.FieldTunnelID: tunnelID, events.FieldURL: url(), events.FieldHost: r.Host, events.FieldMethod: r.Method,
+			events.FieldPath: r.URL.Path, events.FieldStatus: rec.status, events.FieldDurationMS: float64(d.Microseconds()) / 1000,
+			events.FieldBytesIn: in, events.FieldBytesOut: rec.bytes, events.FieldClientIP: hostOnly(r.RemoteAddr)})
+	})
+}
+
+// countingWriter records the status and body bytes of an answer.
+type countingWriter struct {
+	http.ResponseWriter
+	status int
+	bytes  int64
+}
+
+func (c *countingWriter) WriteHeader(code int) {
+	if c.status == 0 {
+		c.status = code
+	}
+	c.ResponseWriter.WriteHeader(code)
+}
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	if c.status == 0 {
+		c.status = http.StatusOK
+	}
+	n, err := c.ResponseWriter.Write(p)
+	c.bytes += int64(n)
+	return n, err
+}
+
+// Unwrap lets http.ResponseController reach Flush and Hijack.
+func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
+
+func hostOnly(addr string) string {
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		return h
+	}
+	return addr
+}

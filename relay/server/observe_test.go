@@ -1,0 +1,100 @@
+package server_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ferrytunnel/ferry/agent/forward"
+	"github.com/ferrytunnel/ferry/relay/config"
+	"github.com/ferrytunnel/ferry/relay/events"
+	"github.com/ferrytunnel/ferry/relay/server/servertest"
+)
+
+// TestEventsAndMetrics: an event subscription delivers signed tunnel, request and
+// connection events to a webhook; /metrics counts sessions, tunnels and requests.
+func TestEventsAndMetrics(t *testing.T) {
+	var mu sync.Mutex
+	var got []events.Record
+	const secret = "whsec-test"
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if err := events.VerifySignature([]byte(secret), r.Header.Get(events.SignatureHeader), body, time.Now(), time.Minute); err != nil {
+			t.Errorf("event delivery signature: %v", err)
+			http.Error(w, "bad signature", 400)
+			return
+		}
+		var recs []events.Record
+		if err := json.Unmarshal(body, &recs); err != nil {
+			t.Errorf("event delivery body %q: %v", body, err)
+		}
+		mu.Lock()
+		got = append(got, recs...)
+		mu.Unlock()
+	}))
+	t.Cleanup(hook.Close)
+	r := &relayEnv{Relay: servertest.Start(t, servertest.Options{Log: testLogger(t), APIAddr: "127.0.0.1:0",
+		Configure: func(c *config.Config) { c.MetricsAddr = "127.0.0.1:0"; c.EventsAllowPrivate = true }}), t: t, transport: "quic"}
+	c := r.api(r.Account)
+	if code, out := c.do("POST", "/event_subscriptions", map[string]any{"event_types": []string{"nope"},
+		"destinations": []map[string]string{{"kind": "webhook", "url": hook.URL, "secret": secret}}}); code != 400 {
+		t.Errorf("unknown event type: %d %v, want 400", code, out)
+	}
+	if code, out := c.do("POST", "/event_subscriptions", map[string]any{"event_types": []string{"tunnel_started"},
+		"destinations": []map[string]string{{"kind": "file", "path": "/etc/passwd"}}}); code != 400 {
+		t.Errorf("file destination without --events-dir: %d %v, want 400", code, out)
+	}
+	sub := c.must(201, "POST", "/event_subscriptions", map[string]any{
+		"event_types":  []string{"tunnel_started", "http_request_complete", "tcp_connection_closed"},
+		"destinations": []map[string]string{{"kind": "webhook", "url": hook.URL, "secret": secret}}})
+	if strings.Contains(fmt.Sprint(sub), secret) {
+		t.Errorf("subscription answer shows the webhook secret: %v", sub)
+	}
+
+	up := headerEcho(t)
+	a := r.startAgent(&forward.Tunnel{Name: "web", Proto: "http", Addr: up.Listener.Addr().String()},
+		&forward.Tunnel{Name: "echo", Proto: "tcp", Addr: echoServer(t)})
+	get(t, r.httpClient(false), a.url(t, "https")+"/observed")
+	conn, err := net.Dial("tcp", tcpAddrOf(t, a.url(t, "tcp")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	echoOnce(conn, "hello") //nolint:errcheck
+	conn.Close()
+
+	waitFor(t, "events delivered", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		seen := map[string]bool{}
+		for _, rec := range got {
+			seen[rec.EventType] = true
+			if rec.EventType == "http_request_complete" && rec.Object["path"] != "/observed" {
+				t.Errorf("http_request_complete object = %v, want path /observed", rec.Object)
+			}
+			if rec.AccountID != r.Account {
+				t.Errorf("event for account %s, want %s", rec.AccountID, r.Account)
+			}
+		}
+		return seen["tunnel_started"] && seen["http_request_complete"] && seen["tcp_connection_closed"]
+	})
+
+	resp, err := http.Get("http://" + r.Srv.MetricsAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`ferry_relay_sessions{transport="quic"} 1`, `ferry_relay_tunnels{proto="http"} 1`,
+		`ferry_relay_http_request_duration_seconds_count{code_class="2xx"} 1`, `ferry_relay_connections_total{proto="tcp"} 1`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
