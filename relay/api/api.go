@@ -12,6 +12,8 @@ package api
 
 import (
 	"context"
+	"crypto"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -63,6 +65,10 @@ type Config struct {
 	// Changed runs after a reservation, certificate, edge, backend or IP policy changes
 	// (the relay drops cached TLS state and compiles its edges again).
 	Changed func()
+	// CookieSecret and SAMLKey are what oauth/oidc/saml route modules are built with
+	// (to check them as the relay will build them).
+	CookieSecret []byte
+	SAMLKey      func() (crypto.Signer, *x509.Certificate, error)
 	// Events checks event subscriptions' destinations (nil: only their shape is checked).
 	Events *events.Bus
 	// Tunnels lists the account's online labeled tunnels matching labels (shown on tunnel

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ferrytunnel/ferry/protocol"
 	"github.com/ferrytunnel/ferry/relay/module"
+	"github.com/ferrytunnel/ferry/relay/module/oauth"
 	"github.com/ferrytunnel/ferry/relay/module/webhook"
 	"github.com/ferrytunnel/ferry/relay/reserve"
 	"github.com/ferrytunnel/ferry/relay/router"
@@ -547,12 +548,36 @@ func (a *API) checkRoute(r *http.Request, account, field string, rt *router.Rout
 	if cb := rt.CircuitBreaker; cb != nil && (cb.ErrorThresholdPercentage <= 0 || cb.ErrorThresholdPercentage > 1) {
 		return badField(field+".circuit_breaker.error_threshold_percentage", "want a fraction above 0, at most 1 (0.5 = half the answers 5xx)")
 	}
+	if cfg, ok, err := rt.AuthConfig(); err != nil {
+		return badField(field, "%v", err)
+	} else if ok {
+		cfg.CookieSecret = a.cfg.CookieSecret
+		if cfg.Provider == "saml" && a.cfg.SAMLKey != nil {
+			if cfg.SPKey, cfg.SPCert, err = a.cfg.SAMLKey(); err != nil {
+				return internal(err)
+			}
+		}
+		if _, err := oauth.New(cfg); err != nil {
+			return badField(field+"."+authField(rt), "%v", err)
+		}
+	}
 	if wv := rt.WebhookVerification; wv != nil {
 		if _, err := webhook.New(webhook.Config{Provider: wv.Provider, Secret: wv.Secret}); err != nil {
 			return badField(field+".webhook_verification", "%v", err)
 		}
 	}
 	return nil
+}
+
+// authField names the route's authentication module.
+func authField(rt *router.Route) string {
+	switch {
+	case rt.OIDC != nil:
+		return "oidc"
+	case rt.SAML != nil:
+		return "saml"
+	}
+	return "oauth"
 }
 
 // routerHeaders checks a route's header rules by building them.
@@ -649,6 +674,11 @@ func hideRouteSecrets(doc map[string]any) {
 		}
 		if wv, ok := rt["webhook_verification"].(map[string]any); ok {
 			wv["secret"] = "<hidden>"
+		}
+		for _, k := range []string{"oauth", "oidc", "saml"} {
+			if m, ok := rt[k].(map[string]any); ok && m["client_secret"] != nil {
+				m["client_secret"] = "<hidden>"
+			}
 		}
 	}
 }

@@ -5,6 +5,13 @@
 // the documents into a routing snapshot the public edge consults before tunnels.
 package router
 
+import (
+	"errors"
+	"time"
+
+	"github.com/ferrytunnel/ferry/relay/module/oauth"
+)
+
 // Collections (store kinds) and id prefixes, named as ngrok's API names them.
 const (
 	KindHTTPSEdge     = "edges/https"
@@ -59,6 +66,62 @@ type HTTPModules struct {
 	Compression         *Enabled        `json:"compression,omitempty"`
 	CircuitBreaker      *CircuitBreaker `json:"circuit_breaker,omitempty"`
 	WebhookVerification *Webhook        `json:"webhook_verification,omitempty"`
+	OAuth               *OAuth          `json:"oauth,omitempty"`
+	OIDC                *OAuth          `json:"oidc,omitempty"`
+	SAML                *OAuth          `json:"saml,omitempty"`
+}
+
+// OAuth configures the oauth (github, google, microsoft, facebook with the user's own
+// application), oidc (any issuer) and saml (the relay as service provider) modules: a
+// browser must log in before its requests pass, and the upstream gets Ferry-Auth-*
+// identity headers. Unset constraints let in anyone the provider signs in.
+type OAuth struct {
+	Provider     string   `json:"provider,omitempty"` // oauth: github, google, microsoft, facebook
+	ClientID     string   `json:"client_id,omitempty"`
+	ClientSecret string   `json:"client_secret,omitempty"`
+	Scopes       []string `json:"scopes,omitempty"`
+	Issuer       string   `json:"issuer,omitempty"` // oidc
+	// IdPMetadata (XML) or IdPMetadataURL is the SAML identity provider (saml).
+	IdPMetadata    string   `json:"idp_metadata,omitempty"`
+	IdPMetadataURL string   `json:"idp_metadata_url,omitempty"`
+	EmailAddresses []string `json:"email_addresses,omitempty"`
+	EmailDomains   []string `json:"email_domains,omitempty"`
+	Organizations  []string `json:"organizations,omitempty"` // github
+	Teams          []string `json:"teams,omitempty"`         // github: "org/team-slug"
+	// AuthCheckInterval, InactivityTimeout and MaximumDuration are seconds (the check
+	// interval defaults to, and may not be below, 180).
+	AuthCheckInterval int `json:"auth_check_interval,omitempty"`
+	InactivityTimeout int `json:"inactivity_timeout,omitempty"`
+	MaximumDuration   int `json:"maximum_duration,omitempty"`
+}
+
+// AuthConfig turns a route's oauth, oidc or saml module into the middleware's config
+// (without the relay-wide cookie secret and SAML key), or returns false when the route
+// has none. More than one is an error.
+func (m HTTPModules) AuthConfig() (oauth.Config, bool, error) {
+	var a *OAuth
+	provider := ""
+	n := 0
+	if m.OAuth != nil {
+		a, provider, n = m.OAuth, m.OAuth.Provider, n+1
+	}
+	if m.OIDC != nil {
+		a, provider, n = m.OIDC, "oidc", n+1
+	}
+	if m.SAML != nil {
+		a, provider, n = m.SAML, "saml", n+1
+	}
+	if n == 0 {
+		return oauth.Config{}, false, nil
+	}
+	if n > 1 {
+		return oauth.Config{}, true, errors.New("a route takes one of oauth, oidc and saml")
+	}
+	return oauth.Config{Provider: provider, ClientID: a.ClientID, ClientSecret: a.ClientSecret, Scopes: a.Scopes,
+		IssuerURL: a.Issuer, IdPMetadataXML: []byte(a.IdPMetadata), IdPMetadataURL: a.IdPMetadataURL,
+		AllowEmails: a.EmailAddresses, AllowDomains: a.EmailDomains, AllowGitHubOrgs: a.Organizations, AllowGitHubTeams: a.Teams,
+		AuthCheckInterval: time.Duration(a.AuthCheckInterval) * time.Second, InactivityTimeout: time.Duration(a.InactivityTimeout) * time.Second,
+		MaxSessionDuration: time.Duration(a.MaximumDuration) * time.Second}, true, nil
 }
 
 // TLSEdge serves TLS on its hostports, terminated at the edge or passed through.

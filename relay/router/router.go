@@ -3,6 +3,8 @@ package router
 import (
 	"cmp"
 	"context"
+	"crypto"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -20,6 +22,7 @@ import (
 	"github.com/ferrytunnel/ferry/protocol/transport"
 	"github.com/ferrytunnel/ferry/relay/edge"
 	"github.com/ferrytunnel/ferry/relay/module"
+	"github.com/ferrytunnel/ferry/relay/module/oauth"
 	"github.com/ferrytunnel/ferry/relay/module/webhook"
 	"github.com/ferrytunnel/ferry/relay/route"
 	"github.com/ferrytunnel/ferry/relay/sni"
@@ -148,6 +151,10 @@ type Deps struct {
 	Log   *slog.Logger
 	// Observer reports requests, connections and refusals (nil: none).
 	Observer *route.Observer
+	// CookieSecret keys the oauth/oidc/saml session cookies (stable across restarts).
+	CookieSecret []byte
+	// SAMLKey returns the relay's SAML service-provider key and certificate.
+	SAMLKey func() (crypto.Signer, *x509.Certificate, error)
 }
 
 // Compile builds a snapshot from every stored object. An object that cannot be compiled
@@ -266,6 +273,24 @@ func (c *compiler) routeHandler(account, name string, rt Route, log *slog.Logger
 		}
 	}
 	m.Compression = rt.Compression != nil && rt.Compression.Enabled
+	if cfg, ok, err := rt.AuthConfig(); err != nil {
+		return nil, err
+	} else if ok {
+		cfg.CookieSecret, cfg.Logger = c.d.CookieSecret, log
+		if cfg.Provider == "saml" {
+			if c.d.SAMLKey == nil {
+				return nil, errors.New("saml: the relay has no service-provider key")
+			}
+			if cfg.SPKey, cfg.SPCert, err = c.d.SAMLKey(); err != nil {
+				return nil, err
+			}
+		}
+		mw, err := oauth.New(cfg)
+		if err != nil {
+			return nil, err
+		}
+		m.Auth = mw
+	}
 	headers, err := compileHeaders(name, rt.RequestHeaders, rt.ResponseHeaders)
 	if err != nil {
 		return nil, err

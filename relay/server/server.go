@@ -4,6 +4,7 @@ package server
 
 import (
 	"context"
+	"crypto"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -77,6 +78,7 @@ type Server struct {
 	acmeDNS   net.Addr      // where the challenge zone is served (--dns-addr), or nil
 	router    router.Router
 	observer  *route.Observer
+	saml      samlKey
 	metricsLn net.Listener
 	tcpEdges  map[int]net.Listener // listeners of TCP edges, by port
 	edgeMu    sync.Mutex           // serialises recompiles and TCP edge listeners
@@ -548,6 +550,7 @@ func (s *Server) newAPIServer(ports config.PortRange, tcpHost string) *http.Serv
 	}
 	h := api.New(api.Config{
 		Store: s.store, Keybox: s.keybox, Domains: s.domains, Addrs: s.addrs, ACME: certs, Events: s.observer.Events,
+		CookieSecret: s.keybox.DeriveKey("oauth cookies")[:], SAMLKey: s.samlKey,
 		CNAMETarget: target, AddrHost: c.Domain, TCPLow: ports.Low, TCPHigh: ports.High,
 		PortFree: func(p int) bool {
 			if s.table.Port(p) != nil {
@@ -756,6 +759,11 @@ func (s *Server) tlsOnly(name string) bool {
 	return ok && (r.MinTLSVersion != 0 || len(r.ClientCAIDs) > 0)
 }
 
+// samlKey returns the relay's SAML service-provider key and certificate.
+func (s *Server) samlKey() (crypto.Signer, *x509.Certificate, error) {
+	return s.saml.load(s.opts.Config.Data)
+}
+
 // compileEdges builds the routing snapshot from the stored edges and opens or closes the
 // listeners of TCP edges to match.
 func (s *Server) compileEdges(tcpHost string) {
@@ -766,7 +774,8 @@ func (s *Server) compileEdges(tcpHost string) {
 		s.log.Error("load edges", "err", err)
 		return
 	}
-	snap := router.Compile(objs, router.Deps{Table: s.table, Log: s.log.With("component", "edges"), Observer: s.observer})
+	snap := router.Compile(objs, router.Deps{Table: s.table, Log: s.log.With("component", "edges"), Observer: s.observer,
+		CookieSecret: s.keybox.DeriveKey("oauth cookies")[:], SAMLKey: s.samlKey})
 	s.router.Set(snap)
 	if s.observer != nil {
 		s.observer.Events.SetSubscriptions(api.Subscriptions(objs))
