@@ -76,6 +76,7 @@ func serveFlags() []cli.Flag {
 		&cli.StringFlag{Name: "dns-addr", Usage: "`ADDR` (UDP+TCP) where the relay answers DNS for --acme-zone, e.g. :53; empty disables"},
 		&cli.StringFlag{Name: "log-format", Usage: "logfmt or json", DefaultText: d.LogFormat},
 		&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", DefaultText: d.LogLevel},
+		&cli.StringFlag{Name: "oauth-ca-roots", Usage: "PEM `FILE` of CAs trusted (besides the system's) for OAuth/OIDC issuers and SAML metadata"},
 		&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics at /metrics on `ADDR` (e.g. 127.0.0.1:9090); off by default"},
 		&cli.StringFlag{Name: "events-dir", Usage: "the only `DIR` event subscriptions may write files in (default: file destinations refused)"},
 		&cli.BoolFlag{Name: "events-allow-private", Usage: "let event webhooks reach private and loopback addresses (dev mode: on)"},
@@ -197,7 +198,7 @@ func loadConfig(c *cli.Context) (config.Config, error) {
 		"database": &cfg.Database, "secret-key-file": &cfg.SecretKeyFile, "api-addr": &cfg.APIAddr,
 		"cname-target": &cfg.CNAMETarget, "acme-email": &cfg.ACMEEmail, "acme-ca": &cfg.ACMECA,
 		"acme-ca-root": &cfg.ACMECARoot, "acme-zone": &cfg.ACMEZone, "dns-addr": &cfg.DNSAddr,
-		"metrics-addr": &cfg.MetricsAddr, "events-dir": &cfg.EventsDir,
+		"metrics-addr": &cfg.MetricsAddr, "events-dir": &cfg.EventsDir, "oauth-ca-roots": &cfg.OAuthCARoots,
 	}
 	for name, field := range fields {
 		if c.IsSet(name) {

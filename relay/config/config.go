@@ -67,6 +67,10 @@ type Config struct {
 	LogLevel string `toml:"log_level"`
 	// Dev runs everything on 127.0.0.1 with a throwaway CA and prints the agent command.
 	Dev bool `toml:"dev"`
+	// OAuthCARoots is a PEM file of CAs trusted, besides the system roots, for calls to
+	// OAuth/OIDC providers and SAML metadata URLs (a company's own issuer); empty: the
+	// system roots only.
+	OAuthCARoots string `toml:"oauth_ca_roots"`
 	// MetricsAddr serves Prometheus metrics at /metrics on this address; empty (default)
 	// disables.
 	MetricsAddr string `toml:"metrics_addr"`

@@ -155,6 +155,8 @@ type Deps struct {
 	CookieSecret []byte
 	// SAMLKey returns the relay's SAML service-provider key and certificate.
 	SAMLKey func() (crypto.Signer, *x509.Certificate, error)
+	// AuthClient calls OAuth/OIDC providers (nil: the module's default client).
+	AuthClient *http.Client
 }
 
 // Compile builds a snapshot from every stored object. An object that cannot be compiled
@@ -276,7 +278,7 @@ func (c *compiler) routeHandler(account, name string, rt Route, log *slog.Logger
 	if cfg, ok, err := rt.AuthConfig(); err != nil {
 		return nil, err
 	} else if ok {
-		cfg.CookieSecret, cfg.Logger = c.d.CookieSecret, log
+		cfg.CookieSecret, cfg.Logger, cfg.HTTPClient = c.d.CookieSecret, log, c.d.AuthClient
 		if cfg.Provider == "saml" {
 			if c.d.SAMLKey == nil {
 				return nil, errors.New("saml: the relay has no service-provider key")

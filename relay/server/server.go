@@ -65,23 +65,24 @@ type Server struct {
 	table *route.Table
 	edge  *edge.Edge
 
-	store     *store.Store
-	ownStore  bool
-	keybox    *cert.Keybox
-	domains   *reserve.Domains
-	addrs     *reserve.Addrs
-	uploaded  sync.Map // certificate id → *tls.Certificate, opened from the store
-	tlsConfs  sync.Map // termination config key → *tls.Config with a domain's TLS settings
-	apiLn     net.Listener
-	apiServer *http.Server
-	acme      *acme.Manager // nil without --acme-email
-	acmeDNS   net.Addr      // where the challenge zone is served (--dns-addr), or nil
-	router    router.Router
-	observer  *route.Observer
-	saml      samlKey
-	metricsLn net.Listener
-	tcpEdges  map[int]net.Listener // listeners of TCP edges, by port
-	edgeMu    sync.Mutex           // serialises recompiles and TCP edge listeners
+	store      *store.Store
+	ownStore   bool
+	keybox     *cert.Keybox
+	domains    *reserve.Domains
+	addrs      *reserve.Addrs
+	uploaded   sync.Map // certificate id → *tls.Certificate, opened from the store
+	tlsConfs   sync.Map // termination config key → *tls.Config with a domain's TLS settings
+	apiLn      net.Listener
+	apiServer  *http.Server
+	acme       *acme.Manager // nil without --acme-email
+	acmeDNS    net.Addr      // where the challenge zone is served (--dns-addr), or nil
+	router     router.Router
+	observer   *route.Observer
+	saml       samlKey
+	authClient *http.Client // for OAuth/OIDC providers, with --oauth-ca-roots
+	metricsLn  net.Listener
+	tcpEdges   map[int]net.Listener // listeners of TCP edges, by port
+	edgeMu     sync.Mutex           // serialises recompiles and TCP edge listeners
 
 	devCerts     sync.Map // name → *tls.Certificate, issued by DevCA
 	devCertCount atomic.Int64
@@ -109,6 +110,20 @@ func New(opts Options) (*Server, error) {
 	}
 	if err := s.openStore(); err != nil {
 		return nil, err
+	}
+	if f := opts.Config.OAuthCARoots; f != "" {
+		pool, err := x509.SystemCertPool()
+		if err != nil {
+			pool = x509.NewCertPool()
+		}
+		data, err := os.ReadFile(f)
+		if err != nil || !pool.AppendCertsFromPEM(data) {
+			s.closeStore()
+			return nil, fmt.Errorf("--oauth-ca-roots %s: want a readable PEM file of CA certificates (%v)", f, err)
+		}
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+		s.authClient = &http.Client{Transport: tr, Timeout: 15 * time.Second}
 	}
 	return s, nil
 }
@@ -775,7 +790,7 @@ func (s *Server) compileEdges(tcpHost string) {
 		return
 	}
 	snap := router.Compile(objs, router.Deps{Table: s.table, Log: s.log.With("component", "edges"), Observer: s.observer,
-		CookieSecret: s.keybox.DeriveKey("oauth cookies")[:], SAMLKey: s.samlKey})
+		CookieSecret: s.keybox.DeriveKey("oauth cookies")[:], SAMLKey: s.samlKey, AuthClient: s.authClient})
 	s.router.Set(snap)
 	if s.observer != nil {
 		s.observer.Events.SetSubscriptions(api.Subscriptions(objs))
