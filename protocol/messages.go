@@ -80,10 +80,11 @@ const (
 	CapCircuitBreaker = "circuit_breaker"
 	CapLabels         = "labels"
 	CapWebhook        = "webhook_verification"
+	CapOAuth          = "oauth"
 )
 
 // RelayCapabilities is what this build's relay enforces.
-var RelayCapabilities = []string{CapIPPolicy, CapBasicAuth, CapHeaders, CapCompression, CapCircuitBreaker, CapLabels, CapWebhook}
+var RelayCapabilities = []string{CapIPPolicy, CapBasicAuth, CapHeaders, CapCompression, CapCircuitBreaker, CapLabels, CapWebhook, CapOAuth}
 
 // Needs lists the capabilities a relay must have to honour b.
 func (b *Bind) Needs() []string {
@@ -108,6 +109,9 @@ func (b *Bind) Needs() []string {
 	}
 	if b.VerifyWebhook != "" {
 		need = append(need, CapWebhook)
+	}
+	if b.OAuth != nil {
+		need = append(need, CapOAuth)
 	}
 	return need
 }
@@ -174,6 +178,21 @@ type Bind struct {
 	// edge checks with VerifyWebhookSecret before a request reaches the agent (http).
 	VerifyWebhook       string `json:"verify_webhook,omitempty"`
 	VerifyWebhookSecret string `json:"verify_webhook_secret,omitempty"`
+	// OAuth makes the edge require a browser login (http): an OAuth provider with the
+	// user's own application, or an OpenID Connect issuer.
+	OAuth *BindOAuth `json:"oauth,omitempty"`
+}
+
+// BindOAuth is the login an http tunnel requires at the edge.
+type BindOAuth struct {
+	// Provider is github, google, microsoft, facebook, or oidc (with Issuer).
+	Provider     string   `json:"provider"`
+	Issuer       string   `json:"issuer,omitempty"`
+	ClientID     string   `json:"client_id"`
+	ClientSecret string   `json:"client_secret"`
+	Scopes       []string `json:"scopes,omitempty"`
+	AllowEmails  []string `json:"allow_emails,omitempty"`
+	AllowDomains []string `json:"allow_domains,omitempty"`
 }
 
 func (b *Bind) validate() error {

@@ -3,6 +3,8 @@
 package api
 
 import (
+	"github.com/ferrytunnel/ferry/protocol"
+
 	"context"
 	"encoding/json"
 	"errors"
@@ -31,30 +33,31 @@ type TunnelLister interface {
 // TunnelRequest is the body of POST /api/tunnels: the keys of a [tunnels.NAME] table
 // plus its name.
 type TunnelRequest struct {
-	Name                 string   `json:"name"`
-	Proto                string   `json:"proto"`
-	Addr                 string   `json:"addr"`
-	Domain               string   `json:"domain"`
-	RemoteAddr           string   `json:"remote_addr"`
-	Crt                  string   `json:"crt"`
-	Key                  string   `json:"key"`
-	MutualTLSCAs         string   `json:"mutual_tls_cas"`
-	TerminateAt          string   `json:"terminate_at"`
-	Inspect              *bool    `json:"inspect"`
-	HostHeader           string   `json:"host_header"`
-	UpstreamTLSVerify    *bool    `json:"upstream_tls_verify"`
-	ProxyProto           int      `json:"proxy_proto"`
-	BasicAuth            []string `json:"basic_auth"`
-	CIDRAllow            []string `json:"cidr_allow"`
-	CIDRDeny             []string `json:"cidr_deny"`
-	RequestHeaderAdd     []string `json:"request_header_add"`
-	RequestHeaderRemove  []string `json:"request_header_remove"`
-	ResponseHeaderAdd    []string `json:"response_header_add"`
-	ResponseHeaderRemove []string `json:"response_header_remove"`
-	Compression          bool     `json:"compression"`
-	CircuitBreaker       float64  `json:"circuit_breaker"`
-	VerifyWebhook        string   `json:"verify_webhook"`
-	VerifyWebhookSecret  string   `json:"verify_webhook_secret"`
+	Name                 string              `json:"name"`
+	Proto                string              `json:"proto"`
+	Addr                 string              `json:"addr"`
+	Domain               string              `json:"domain"`
+	RemoteAddr           string              `json:"remote_addr"`
+	Crt                  string              `json:"crt"`
+	Key                  string              `json:"key"`
+	MutualTLSCAs         string              `json:"mutual_tls_cas"`
+	TerminateAt          string              `json:"terminate_at"`
+	Inspect              *bool               `json:"inspect"`
+	HostHeader           string              `json:"host_header"`
+	UpstreamTLSVerify    *bool               `json:"upstream_tls_verify"`
+	ProxyProto           int                 `json:"proxy_proto"`
+	BasicAuth            []string            `json:"basic_auth"`
+	CIDRAllow            []string            `json:"cidr_allow"`
+	CIDRDeny             []string            `json:"cidr_deny"`
+	RequestHeaderAdd     []string            `json:"request_header_add"`
+	RequestHeaderRemove  []string            `json:"request_header_remove"`
+	ResponseHeaderAdd    []string            `json:"response_header_add"`
+	ResponseHeaderRemove []string            `json:"response_header_remove"`
+	Compression          bool                `json:"compression"`
+	CircuitBreaker       float64             `json:"circuit_breaker"`
+	VerifyWebhook        string              `json:"verify_webhook"`
+	VerifyWebhookSecret  string              `json:"verify_webhook_secret"`
+	OAuth                *protocol.BindOAuth `json:"oauth"`
 }
 
 // Tunnel is one public URL of a tunnel, as ngrok's agent API lists it.

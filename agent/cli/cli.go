@@ -28,6 +28,7 @@ import (
 	"github.com/ferrytunnel/ferry/agent/service"
 	"github.com/ferrytunnel/ferry/agent/session"
 	"github.com/ferrytunnel/ferry/agent/tlsconf"
+	"github.com/ferrytunnel/ferry/protocol"
 	"github.com/ferrytunnel/ferry/protocol/pprof"
 	"github.com/ferrytunnel/ferry/relay/cert"
 	"github.com/ferrytunnel/ferry/relay/module/webhook"
@@ -160,6 +161,18 @@ func newApp(env Env) *cli.App {
 					&cli.StringSliceFlag{Name: "response-header-add", Usage: "header `\"NAME: VALUE\"` the relay adds to responses (repeatable)"},
 					&cli.StringSliceFlag{Name: "response-header-remove", Usage: "header `NAME` the relay removes from responses (repeatable)"},
 					&cli.BoolFlag{Name: "compression", Usage: "the relay compresses responses (br, zstd, gzip, deflate) for clients that accept it"},
+					&cli.StringFlag{Name: "oauth", Usage: "require a browser login at the relay with this `PROVIDER` (github, google, microsoft, facebook), with your own OAuth application"},
+					&cli.StringFlag{Name: "oauth-client-id", Usage: "your OAuth application's client `ID`"},
+					&cli.StringFlag{Name: "oauth-client-secret", Usage: "your OAuth application's client `SECRET`"},
+					&cli.StringSliceFlag{Name: "oauth-scope", Usage: "extra OAuth `SCOPE` (repeatable)"},
+					&cli.StringSliceFlag{Name: "oauth-allow-email", Usage: "let in only this `EMAIL` (repeatable; with --oauth-allow-domain: either)"},
+					&cli.StringSliceFlag{Name: "oauth-allow-domain", Usage: "let in only emails in this `DOMAIN` (repeatable)"},
+					&cli.StringFlag{Name: "oidc", Usage: "require a browser login with this OpenID Connect `ISSUER` URL"},
+					&cli.StringFlag{Name: "oidc-client-id", Usage: "client `ID` registered with the issuer"},
+					&cli.StringFlag{Name: "oidc-client-secret", Usage: "client `SECRET` registered with the issuer"},
+					&cli.StringSliceFlag{Name: "oidc-scope", Usage: "extra `SCOPE` (repeatable)"},
+					&cli.StringSliceFlag{Name: "oidc-allow-email", Usage: "let in only this `EMAIL` (repeatable)"},
+					&cli.StringSliceFlag{Name: "oidc-allow-domain", Usage: "let in only emails in this `DOMAIN` (repeatable)"},
 					&cli.StringFlag{Name: "verify-webhook", Usage: "the relay checks each request's signature from this webhook `PROVIDER` (" + strings.Join(webhook.Providers(), ", ") + ")"},
 					&cli.StringFlag{Name: "verify-webhook-secret", Usage: "the webhook's signing `SECRET` (for sendgrid its public key; for sns the topic ARN)"},
 					&cli.Float64Flag{Name: "circuit-breaker", Usage: "open the relay's circuit breaker (503 for 10s) when this `RATIO` of answers in 10s are 5xx (at least 20 requests)"},
@@ -390,6 +403,7 @@ type tunnelSpec struct {
 	inspect, upstreamTLSVerify                                                 bool
 	labels                                                                     []string  // KEY=VALUE, labeled tunnels
 	webhook                                                                    [2]string // provider, secret
+	oauth                                                                      *protocol.BindOAuth
 	optKey                                                                     func(option string) string
 }
 
@@ -425,6 +439,7 @@ func (s tunnelSpec) build() (*forward.Tunnel, error) {
 	t.RequestHeaderAdd, t.RequestHeaderRemove, t.ResponseHeaderAdd, t.ResponseHeaderRemove = s.headers[0], s.headers[1], s.headers[2], s.headers[3]
 	t.Compression, t.CircuitBreaker = s.compression, s.circuitBreaker
 	t.VerifyWebhook, t.VerifyWebhookSecret = s.webhook[0], s.webhook[1]
+	t.OAuth = s.oauth
 	if (s.crt == "") != (s.key == "") {
 		return nil, fmt.Errorf("%s and %s go together: give both, or neither to pass TLS through to the upstream", s.optKey("crt"), s.optKey("key"))
 	}
@@ -498,7 +513,7 @@ func runTunnel(c *cli.Context, env Env, proto string) error {
 		basicAuth: c.StringSlice("basic-auth"), cidrAllow: c.StringSlice("cidr-allow"), cidrDeny: c.StringSlice("cidr-deny"),
 		headers:     [4][]string{c.StringSlice("request-header-add"), c.StringSlice("request-header-remove"), c.StringSlice("response-header-add"), c.StringSlice("response-header-remove")},
 		compression: c.Bool("compression"), circuitBreaker: c.Float64("circuit-breaker"),
-		webhook:    [2]string{c.String("verify-webhook"), c.String("verify-webhook-secret")},
+		webhook: [2]string{c.String("verify-webhook"), c.String("verify-webhook-secret")}, oauth: loginFlags(c),
 		proxyProto: c.Int("proxy-proto"), hostHeader: c.String("host-header"), upstreamTLSVerify: !c.IsSet("upstream-tls-verify") || c.Bool("upstream-tls-verify"),
 		inspect: (proto == "http" || proto == "labeled") && c.Bool("inspect"), labels: c.StringSlice("label")}
 	if proto == "labeled" && len(spec.labels) == 0 {
@@ -544,7 +559,7 @@ func runStart(c *cli.Context, env Env) error {
 			terminateAt: ft.TerminateAt, crt: ft.Crt, key: ft.Key, mutualTLSCAs: ft.MutualTLSCAs, hostHeader: ft.HostHeader, proxyProto: ft.ProxyProto,
 			basicAuth: ft.BasicAuth, cidrAllow: ft.CIDRAllow, cidrDeny: ft.CIDRDeny,
 			headers:     [4][]string{ft.RequestHeaderAdd, ft.RequestHeaderRemove, ft.ResponseHeaderAdd, ft.ResponseHeaderRemove},
-			compression: ft.Compression, circuitBreaker: ft.CircuitBreaker, webhook: [2]string{ft.VerifyWebhook, ft.VerifyWebhookSecret},
+			compression: ft.Compression, circuitBreaker: ft.CircuitBreaker, webhook: [2]string{ft.VerifyWebhook, ft.VerifyWebhookSecret}, oauth: fileLogin(ft),
 			inspect: (proto == "http" || proto == "labeled") && (ft.Inspect == nil || *ft.Inspect), upstreamTLSVerify: ft.UpstreamTLSVerify == nil || *ft.UpstreamTLSVerify,
 			optKey: func(o string) string {
 				return fmt.Sprintf("%s: tunnels.%s.%s", path, name, strings.ReplaceAll(o, "-", "_"))
@@ -718,7 +733,7 @@ func (a agentTunnels) StartTunnel(ctx context.Context, req api.TunnelRequest) er
 		terminateAt: req.TerminateAt, crt: req.Crt, key: req.Key, mutualTLSCAs: req.MutualTLSCAs, hostHeader: req.HostHeader,
 		proxyProto: req.ProxyProto, basicAuth: req.BasicAuth, cidrAllow: req.CIDRAllow, cidrDeny: req.CIDRDeny,
 		headers:     [4][]string{req.RequestHeaderAdd, req.RequestHeaderRemove, req.ResponseHeaderAdd, req.ResponseHeaderRemove},
-		compression: req.Compression, circuitBreaker: req.CircuitBreaker, webhook: [2]string{req.VerifyWebhook, req.VerifyWebhookSecret}, inspect: req.Proto == "http" && (req.Inspect == nil || *req.Inspect),
+		compression: req.Compression, circuitBreaker: req.CircuitBreaker, webhook: [2]string{req.VerifyWebhook, req.VerifyWebhookSecret}, oauth: req.OAuth, inspect: req.Proto == "http" && (req.Inspect == nil || *req.Inspect),
 		upstreamTLSVerify: req.UpstreamTLSVerify == nil || *req.UpstreamTLSVerify,
 		optKey:            func(o string) string { return strings.ReplaceAll(o, "-", "_") }}
 	t, err := spec.build()
@@ -793,4 +808,25 @@ func firstNonEmpty(vs ...string) string {
 		}
 	}
 	return ""
+}
+
+// loginFlags reads --oauth or --oidc and their options (nil: neither).
+func loginFlags(c *cli.Context) *protocol.BindOAuth {
+	switch {
+	case c.String("oauth") != "":
+		return &protocol.BindOAuth{Provider: c.String("oauth"), ClientID: c.String("oauth-client-id"), ClientSecret: c.String("oauth-client-secret"),
+			Scopes: c.StringSlice("oauth-scope"), AllowEmails: c.StringSlice("oauth-allow-email"), AllowDomains: c.StringSlice("oauth-allow-domain")}
+	case c.String("oidc") != "":
+		return &protocol.BindOAuth{Provider: "oidc", Issuer: c.String("oidc"), ClientID: c.String("oidc-client-id"), ClientSecret: c.String("oidc-client-secret"),
+			Scopes: c.StringSlice("oidc-scope"), AllowEmails: c.StringSlice("oidc-allow-email"), AllowDomains: c.StringSlice("oidc-allow-domain")}
+	}
+	return nil
+}
+
+// fileLogin reads a config-file tunnel's [oauth] or [oidc] table.
+func fileLogin(ft config.Tunnel) *protocol.BindOAuth {
+	if ft.OIDC != nil {
+		return ft.OIDC.Bind(true)
+	}
+	return ft.OAuth.Bind(false)
 }

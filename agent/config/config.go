@@ -82,6 +82,11 @@ type Tunnel struct {
 	// the relay check each request's webhook signature (http).
 	VerifyWebhook       string `toml:"verify_webhook"`
 	VerifyWebhookSecret string `toml:"verify_webhook_secret"`
+	// OAuth ([tunnels.NAME.oauth]: provider, client_id, client_secret, scopes,
+	// allow_emails, allow_domains) or OIDC (the same with issuer) require a browser
+	// login at the relay (http).
+	OAuth *Login `toml:"oauth"`
+	OIDC  *Login `toml:"oidc"`
 	// ProxyProto is 1 or 2 to send a PROXY protocol header to the upstream (tcp, tls).
 	ProxyProto int `toml:"proxy_proto"`
 	// UpstreamTLSVerify checks an https upstream's certificate (default true).
@@ -194,6 +199,30 @@ func AddAuthtoken(path, token string) error {
 		return err
 	}
 	return os.Chmod(path, 0o600) // an existing file keeps its mode on write: it now holds a secret
+}
+
+// Login is a tunnel's OAuth or OIDC table.
+type Login struct {
+	Provider     string   `toml:"provider"`
+	Issuer       string   `toml:"issuer"`
+	ClientID     string   `toml:"client_id"`
+	ClientSecret string   `toml:"client_secret"`
+	Scopes       []string `toml:"scopes"`
+	AllowEmails  []string `toml:"allow_emails"`
+	AllowDomains []string `toml:"allow_domains"`
+}
+
+// Bind returns the login as the relay takes it ("oidc" for an OIDC table).
+func (l *Login) Bind(oidc bool) *protocol.BindOAuth {
+	if l == nil {
+		return nil
+	}
+	b := &protocol.BindOAuth{Provider: l.Provider, Issuer: l.Issuer, ClientID: l.ClientID, ClientSecret: l.ClientSecret,
+		Scopes: l.Scopes, AllowEmails: l.AllowEmails, AllowDomains: l.AllowDomains}
+	if oidc {
+		b.Provider = "oidc"
+	}
+	return b
 }
 
 // ParseLabels turns "key=value" strings into a label map, checked as the relay checks them.

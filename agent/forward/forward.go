@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -81,6 +82,8 @@ type Tunnel struct {
 	// VerifyWebhook and VerifyWebhookSecret make the relay's edge check a webhook
 	// provider's signature on every request (http).
 	VerifyWebhook, VerifyWebhookSecret string
+	// OAuth makes the relay require a browser login (OAuth provider or OIDC issuer) (http).
+	OAuth *protocol.BindOAuth
 	// Inspect records HTTP exchanges into Store (http tunnels).
 	Inspect bool
 	Store   *inspect.Store
@@ -142,7 +145,7 @@ func (t *Tunnel) Bind(id uint32) *protocol.Bind {
 		RequestHeaderAdd: t.RequestHeaderAdd, RequestHeaderRemove: t.RequestHeaderRemove,
 		ResponseHeaderAdd: t.ResponseHeaderAdd, ResponseHeaderRemove: t.ResponseHeaderRemove,
 		Compression: t.Compression, CircuitBreaker: t.CircuitBreaker,
-		VerifyWebhook: t.VerifyWebhook, VerifyWebhookSecret: t.VerifyWebhookSecret}
+		VerifyWebhook: t.VerifyWebhook, VerifyWebhookSecret: t.VerifyWebhookSecret, OAuth: t.OAuth}
 }
 
 // Prepare checks the tunnel's options and builds its TLS configuration.
@@ -350,6 +353,22 @@ func (t *Tunnel) prepareModules() error {
 	}
 	if t.Proto != protocol.ProtoHTTP && (t.Compression || t.CircuitBreaker != 0) {
 		return fmt.Errorf("--compression and --circuit-breaker are for http tunnels")
+	}
+	if o := t.OAuth; o != nil {
+		flag := "--oauth"
+		if o.Provider == "oidc" {
+			flag = "--oidc"
+		}
+		switch {
+		case t.Proto != protocol.ProtoHTTP:
+			return fmt.Errorf("%s is for http tunnels", flag)
+		case !slices.Contains([]string{"github", "google", "microsoft", "facebook", "oidc"}, o.Provider):
+			return fmt.Errorf("--oauth %q: want github, google, microsoft or facebook (or --oidc ISSUER)", o.Provider)
+		case o.ClientID == "" || o.ClientSecret == "":
+			return fmt.Errorf("%s needs %s-client-id and %s-client-secret: the OAuth application you registered with the provider, with redirect URL https://YOUR-NAME/oauth2/callback", flag, flag, flag)
+		case o.Provider == "oidc" && !strings.HasPrefix(o.Issuer, "https://"):
+			return fmt.Errorf("--oidc %q: want the issuer's https:// URL", o.Issuer)
+		}
 	}
 	if t.VerifyWebhook != "" || t.VerifyWebhookSecret != "" {
 		if t.Proto != protocol.ProtoHTTP {

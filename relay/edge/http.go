@@ -90,6 +90,9 @@ func (e *Edge) NewHTTPHandler(t *route.Tunnel) (http.Handler, func()) {
 	if t.Webhook != nil {
 		m.Webhook = MiddlewareFunc(t.Webhook.Middleware)
 	}
+	if t.Auth != nil {
+		m.Auth = t.Auth
+	}
 	url := func() string {
 		if len(t.URLs) > 0 {
 			return t.URLs[0]

@@ -54,6 +54,10 @@ type Tunnel struct {
 	Breaker     *module.Breaker
 	// Webhook checks a webhook provider's signature on each request (http).
 	Webhook *webhook.Verifier
+	// Auth requires a browser login (OAuth/OIDC) before requests pass (http).
+	Auth interface {
+		Wrap(next http.Handler) http.Handler
+	}
 	// URLs are the public URLs (none for labeled tunnels).
 	URLs []string
 	// AccountID owns the tunnel; Labels are a labeled tunnel's labels.

@@ -30,6 +30,7 @@ import (
 	"github.com/ferrytunnel/ferry/relay/edge"
 	"github.com/ferrytunnel/ferry/relay/events"
 	"github.com/ferrytunnel/ferry/relay/metrics"
+	"github.com/ferrytunnel/ferry/relay/module/oauth"
 	"github.com/ferrytunnel/ferry/relay/reserve"
 	"github.com/ferrytunnel/ferry/relay/route"
 	"github.com/ferrytunnel/ferry/relay/router"
@@ -377,6 +378,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		TCPHost: tcpHost, TCPPorts: ports,
 		HasCert: s.hasCert,
 		Version: s.opts.Version, Log: s.log, Capabilities: s.opts.Capabilities, Observer: s.observer,
+		OAuth: s.tunnelOAuth,
 	})
 
 	var wg sync.WaitGroup
@@ -772,6 +774,13 @@ func (s *Server) tlsOnly(name string) bool {
 	}
 	r, ok := s.domains.Lookup(name)
 	return ok && (r.MinTLSVersion != 0 || len(r.ClientCAIDs) > 0)
+}
+
+// tunnelOAuth builds the login module an agent asked for on an http tunnel.
+func (s *Server) tunnelOAuth(name string, o *protocol.BindOAuth) (interface{ Wrap(http.Handler) http.Handler }, error) {
+	return oauth.New(oauth.Config{Provider: o.Provider, IssuerURL: o.Issuer, ClientID: o.ClientID, ClientSecret: o.ClientSecret,
+		Scopes: o.Scopes, AllowEmails: o.AllowEmails, AllowDomains: o.AllowDomains,
+		CookieSecret: s.keybox.DeriveKey("oauth cookies")[:], HTTPClient: s.authClient, Logger: s.log.With("tunnel", name)})
 }
 
 // samlKey returns the relay's SAML service-provider key and certificate.

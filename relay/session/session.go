@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -67,6 +68,8 @@ type Config struct {
 	HasCert func(name string) bool
 	// Version is the relay's release.
 	Version string
+	// OAuth builds the login module an http tunnel asked for (nil: refused).
+	OAuth func(name string, o *protocol.BindOAuth) (interface{ Wrap(http.Handler) http.Handler }, error)
 	// Observer reports sessions and tunnels (metrics, events); nil reports nothing.
 	Observer *route.Observer
 	// Capabilities overrides what the relay advertises (nil: protocol.RelayCapabilities);
@@ -285,6 +288,17 @@ func (a *agent) bind(b *protocol.Bind) *protocol.BindResp {
 		return fail(protocol.CodeBindRefused, "header rules, compression and the circuit breaker are for http tunnels")
 	}
 	t.Compression = b.Compression
+	if b.OAuth != nil {
+		if b.Proto != protocol.ProtoHTTP {
+			return fail(protocol.CodeBindRefused, "--oauth and --oidc are for http tunnels")
+		}
+		if a.srv.cfg.OAuth == nil {
+			return fail(protocol.CodeBindRefused, "this relay does not run OAuth logins")
+		}
+		if t.Auth, err = a.srv.cfg.OAuth(b.Name, b.OAuth); err != nil {
+			return fail(protocol.CodeBindRefused, "--%s: %v", map[bool]string{true: "oidc", false: "oauth"}[b.OAuth.Provider == "oidc"], err)
+		}
+	}
 	if b.VerifyWebhook != "" {
 		if b.Proto != protocol.ProtoHTTP {
 			return fail(protocol.CodeBindRefused, "webhook verification is for http tunnels")
