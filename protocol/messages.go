@@ -239,10 +239,10 @@ func ValidLabels(labels map[string]string) error {
 	}
 	for k, v := range labels {
 		if len(k) == 0 || len(k) > 63 || !labelText(k) {
-			return fmt.Errorf("label key %q: use 1-63 letters, digits and the marks - _ . / :", k)
+			return fmt.Errorf("label key %q: use 1-63 letters, digits and the marks - _ . / : (e.g. edge=web)", k)
 		}
 		if len(v) == 0 || len(v) > 255 || !labelText(v) {
-			return fmt.Errorf("label %s value %q: use 1-255 letters, digits and the marks - _ . / :", k, v)
+			return fmt.Errorf("label %s value %q: use 1-255 letters, digits and the marks - _ . / : (e.g. edge=web)", k, v)
 		}
 	}
 	return nil
