@@ -1,17 +1,22 @@
 package server_test
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"math"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/ferrytunnel/ferry/agent/forward"
+	"github.com/ferrytunnel/ferry/relay/cert/certtest"
 )
 
 // labeled starts an agent with one labeled tunnel whose upstream answers name.
@@ -210,4 +215,144 @@ func TestTLSAndTCPEdges(t *testing.T) {
 		t.Errorf("TCP edge echo = %q, %v", got, err)
 	}
 	tc.Close()
+}
+
+// TestRouteModules: every module set on an HTTPS edge route through the API acts on real
+// requests: IP restriction, compression, circuit breaker, webhook verification, and the
+// edge's mutual TLS.
+func TestRouteModules(t *testing.T) {
+	r := newAPIRelay(t, "mods.edges.test")
+	c := r.api(r.Account)
+	r.ReserveDomain(t, "", "mods.edges.test")
+	// An upstream with a compressible page, a failing path and an echo of the body.
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		switch req.URL.Path {
+		case "/fail":
+			http.Error(w, "boom", 500)
+		case "/hook":
+			b, _ := io.ReadAll(req.Body)
+			fmt.Fprintf(w, "got %s", b)
+		default:
+			w.Header().Set("Content-Type", "text/plain")
+			fmt.Fprint(w, strings.Repeat("compress me ", 200))
+		}
+	}))
+	t.Cleanup(up.Close)
+	r.startAgent(&forward.Tunnel{Name: "mods", Proto: "labeled", Labels: map[string]string{"app": "mods"}, Addr: up.Listener.Addr().String()})
+	group := c.must(201, "POST", "/backends/tunnel_group", map[string]any{"labels": map[string]string{"app": "mods"}})["id"].(string)
+	deny := c.must(201, "POST", "/ip_policies", map[string]any{"action": "deny", "cidrs": []string{"127.0.0.0/8", "::1/128"}})["id"].(string)
+	be := map[string]string{"backend_id": group}
+	c.must(201, "POST", "/edges/https", map[string]any{"hostports": []string{"mods.edges.test:443"}, "routes": []map[string]any{
+		{"match_type": "path_prefix", "match": "/gz", "backend": be, "compression": map[string]bool{"enabled": true}},
+		{"match_type": "path_prefix", "match": "/fail", "backend": be, "circuit_breaker": map[string]float64{"error_threshold_percentage": 0.5}},
+		{"match_type": "path_prefix", "match": "/hook", "backend": be, "webhook_verification": map[string]string{"provider": "github", "secret": "hooksecret"}},
+		{"match_type": "path_prefix", "match": "/blocked", "backend": be, "ip_restriction": map[string]any{"ip_policy_ids": []string{deny}}},
+	}})
+	hc := r.httpClient(false)
+	base := "https://mods.edges.test:" + port(r.Srv.HTTPSAddr().String())
+
+	req, _ := http.NewRequest("GET", base+"/gz", nil)
+	req.Header.Set("Accept-Encoding", "gzip")
+	resp, err := hc.Transport.RoundTrip(req) // the raw answer, not decompressed by the client
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.Header.Get("Content-Encoding") != "gzip" {
+		t.Errorf("compression route: Content-Encoding %q, want gzip", resp.Header.Get("Content-Encoding"))
+	}
+
+	if code, _ := r.edgeGet(t, hc, "mods.edges.test", "/blocked"); code != http.StatusForbidden {
+		t.Errorf("route denying 127.0.0.0/8: %d, want 403", code)
+	}
+
+	body := `{"zen":"hi"}`
+	mac := hmac.New(sha256.New, []byte("hooksecret"))
+	mac.Write([]byte(body))
+	for sig, want := range map[string]int{"": 403, "sha256=" + hex.EncodeToString(mac.Sum(nil)): 200} {
+		req, _ := http.NewRequest("POST", base+"/hook", strings.NewReader(body))
+		if sig != "" {
+			req.Header.Set("X-Hub-Signature-256", sig)
+		}
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("webhook route, signature %q: %d, want %d", sig, resp.StatusCode, want)
+		}
+	}
+
+	// 20 failures in the window open the breaker: the edge answers 503 itself.
+	opened := false
+	for range 40 {
+		code, _ := r.edgeGet(t, hc, "mods.edges.test", "/fail")
+		if code == http.StatusServiceUnavailable {
+			opened = true
+			break
+		}
+	}
+	if !opened {
+		t.Error("circuit breaker never opened after 40 upstream 500s")
+	}
+
+	// Mutual TLS on the edge: no client certificate, no connection.
+	ca := certtest.NewCA(t, "Edge Client CA")
+	caID := c.must(201, "POST", "/certificate_authorities", map[string]any{"ca_pem": string(ca.PEM)})["id"].(string)
+	edges := c.must(200, "GET", "/edges/https", nil)["edges_https"].([]any)
+	c.must(200, "PATCH", "/edges/https/"+edges[0].(map[string]any)["id"].(string), map[string]any{"mutual_tls": map[string]any{"certificate_authority_ids": []string{caID}}})
+	conn, err := tls.Dial("tcp", r.Srv.HTTPSAddr().String(), &tls.Config{ServerName: "mods.edges.test", RootCAs: r.CA.Pool})
+	if err == nil {
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		fmt.Fprintf(conn, "GET /gz HTTP/1.1\r\nHost: mods.edges.test\r\n\r\n")
+		_, err = conn.Read(make([]byte, 1))
+		conn.Close()
+	}
+	if err == nil || !strings.Contains(err.Error(), "certificate required") {
+		t.Errorf("edge with mutual TLS, no client certificate: %v, want certificate required", err)
+	}
+	cert := ca.Client(t, "alice")
+	conn, err = tls.Dial("tcp", r.Srv.HTTPSAddr().String(), &tls.Config{ServerName: "mods.edges.test", RootCAs: r.CA.Pool, Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		t.Fatalf("edge with mutual TLS, client certificate from its CA: %v", err)
+	}
+	conn.Close()
+}
+
+// TestGroupChurn: requests keep flowing while agents join and leave a tunnel group; only
+// requests in flight on a leaving agent may fail, and these are idle here.
+func TestGroupChurn(t *testing.T) {
+	r := newAPIRelay(t, "churn.edges.test")
+	c := r.api(r.Account)
+	r.ReserveDomain(t, "", "churn.edges.test")
+	labels := map[string]string{"app": "churn"}
+	first := r.labeled(t, "first", labels)
+	group := c.must(201, "POST", "/backends/tunnel_group", map[string]any{"labels": labels})["id"].(string)
+	c.must(201, "POST", "/edges/https", map[string]any{"hostports": []string{"churn.edges.test:443"},
+		"routes": []map[string]any{{"match_type": "path_prefix", "match": "/", "backend": map[string]string{"backend_id": group}}}})
+	hc := r.httpClient(false)
+	failures := 0
+	check := func(n int) {
+		for range n {
+			if code, _ := r.edgeGet(t, hc, "churn.edges.test", "/"); code != 200 {
+				failures++
+			}
+		}
+	}
+	check(10)
+	second := r.labeled(t, "second", labels)
+	check(10)
+	first.stop(t) // leaves while idle
+	check(20)
+	third := r.labeled(t, "third", labels)
+	second.stop(t)
+	check(20)
+	third.stop(t)
+	if failures != 0 {
+		t.Errorf("%d requests failed while agents joined and left the group, want 0", failures)
+	}
+	if code, _ := r.edgeGet(t, hc, "churn.edges.test", "/"); code != http.StatusBadGateway {
+		t.Errorf("with no agent online: %d, want 502", code)
+	}
 }

@@ -777,7 +777,7 @@ func (s *Server) tlsOnly(name string) bool {
 }
 
 // tunnelOAuth builds the login module an agent asked for on an http tunnel.
-func (s *Server) tunnelOAuth(name string, o *protocol.BindOAuth) (interface{ Wrap(http.Handler) http.Handler }, error) {
+func (s *Server) tunnelOAuth(name string, o *protocol.BindOAuth) (session.Middleware, error) {
 	return oauth.New(oauth.Config{Provider: o.Provider, IssuerURL: o.Issuer, ClientID: o.ClientID, ClientSecret: o.ClientSecret,
 		Scopes: o.Scopes, AllowEmails: o.AllowEmails, AllowDomains: o.AllowDomains,
 		CookieSecret: s.keybox.DeriveKey("oauth cookies")[:], HTTPClient: s.authClient, Logger: s.log.With("tunnel", name)})

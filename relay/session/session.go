@@ -42,6 +42,11 @@ type Authenticator interface {
 	Verify(token string) (Account, error)
 }
 
+// Middleware wraps an http tunnel's handler (a login module).
+type Middleware interface {
+	Wrap(next http.Handler) http.Handler
+}
+
 // Account is who an authtoken belongs to: ID decides which names it may bind, Name is
 // shown to the agent and in logs.
 type Account struct{ ID, Name string }
@@ -69,7 +74,7 @@ type Config struct {
 	// Version is the relay's release.
 	Version string
 	// OAuth builds the login module an http tunnel asked for (nil: refused).
-	OAuth func(name string, o *protocol.BindOAuth) (interface{ Wrap(http.Handler) http.Handler }, error)
+	OAuth func(name string, o *protocol.BindOAuth) (Middleware, error)
 	// Observer reports sessions and tunnels (metrics, events); nil reports nothing.
 	Observer *route.Observer
 	// Capabilities overrides what the relay advertises (nil: protocol.RelayCapabilities);

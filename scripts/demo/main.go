@@ -70,7 +70,7 @@ func main() {
 
 type demo struct {
 	relayPort, httpPort, apiPort, mgmtPort int
-	out                          *console
+	out                                    *console
 }
 
 // run returns the exit code: 0 after Ctrl-C, 1 if anything failed.
