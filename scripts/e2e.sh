@@ -27,6 +27,8 @@
 #             (openssl s_client sees its issuer; curl verifies against its CA); the
 #             database holds no private key; a reserved TCP address binds; a bad API
 #             key exits 3
+#   edges     ferry tunnel --label behind an HTTPS edge made through the API: a tunnel
+#             group route and a fixed-response route, plain HTTP redirected
 # Output: one "PASS name" or "FAIL name: got X want Y" line per check, then
 # "N passed, M failed" as the last line; the exit status is non-zero if any check failed.
 # Every process it starts is stopped on exit (trap). E2E_KEEP=1 keeps the temp dir.
@@ -565,5 +567,29 @@ BODY=$OUT
 RADDR=$(json_str addr)
 start_agent agent-raddr tcp "$UP_PORT" --remote-addr "$RADDR"
 check_eq api-reserved-addr-url "$AGENT_URLS" "tcp://$RADDR"
+
+# ---- edges: a labeled agent behind an HTTPS edge -----------------------------
+
+EDGE_HOST=shop.e2e-edge.test
+api POST /reserved_domains "{\"domain\": \"$EDGE_HOST\"}"
+check_eq edge-reserve-status "$CODE" 201
+start_upstream up-edge http
+start_agent agent-labeled tunnel "$UP_PORT" --label edge=e2e --label env=test
+check_has edge-labeled-started "$(cat "$TMP/agent-labeled.log")" 'labels="edge=e2e,env=test"'
+api POST /backends/tunnel_group '{"labels": {"edge": "e2e"}}'
+check_eq edge-group-status "$CODE" 201
+GROUP_ID=$(json_str id)
+check_has edge-group-online "$BODY" '"name": "labeled-'
+api POST /backends/http_response '{"status_code": 418, "body": "teapot"}'
+TEAPOT_ID=$(json_str id)
+api POST /edges/https "{\"hostports\": [\"$EDGE_HOST:443\"], \"routes\": [{\"match_type\": \"path_prefix\", \"match\": \"/\", \"backend\": {\"backend_id\": \"$GROUP_ID\"}}, {\"match_type\": \"exact_path\", \"match\": \"/tea\", \"backend\": {\"backend_id\": \"$TEAPOT_ID\"}}]}"
+check_eq edge-create-status "$CODE" 201
+fetch "https://$EDGE_HOST:$TLS_PORT/through-edge"
+check_eq edge-request-status "$CODE" 200
+check_has edge-request-body "$BODY" '"path": "/through-edge"'
+fetch "https://$EDGE_HOST:$TLS_PORT/tea"
+check_eq edge-fixed-response "$CODE $BODY" "418 teapot"
+fetch "http://$EDGE_HOST:$HTTP_PORT/plain"
+check_eq edge-plain-redirect "$CODE" 308
 
 summary
