@@ -699,7 +699,12 @@ func tuiView(client *session.Client, store *inspect.Store, relay, version, apiUR
 	v := console.View{Online: client.Connected(), Relay: relay, Transport: client.Transport(), RTT: client.RTT(),
 		Version: version, APIURL: apiURL, Requests: store.List(10, "")}
 	for _, st := range client.Tunnels() {
-		for _, u := range st.URLs {
+		urls := st.URLs
+		if len(st.Tunnel.Labels) > 0 && len(urls) == 0 && client.Connected() {
+			// A labeled tunnel has no URL of its own: show what edges select it by.
+			urls = []string{"labels " + session.LabelString(st.Tunnel.Labels)}
+		}
+		for _, u := range urls {
 			v.Tunnels = append(v.Tunnels, console.TunnelView{URL: u, Upstream: st.Tunnel.Upstream(),
 				Open: st.Tunnel.Conns.Load(), Total: st.Tunnel.Total.Load()})
 		}

@@ -505,13 +505,13 @@ func (c *Client) bindOne(ctx context.Context, cs *control, e *entry) error {
 		c.log.Info("tunnel started", "name", t.Name, "url", u, "addr", t.Upstream())
 	}
 	if len(t.Labels) > 0 {
-		c.log.Info("tunnel started", "name", t.Name, "labels", labelString(t.Labels), "addr", t.Upstream())
+		c.log.Info("tunnel started", "name", t.Name, "labels", LabelString(t.Labels), "addr", t.Upstream())
 	}
 	return nil
 }
 
-// labelString shows labels as "k1=v1,k2=v2", sorted.
-func labelString(labels map[string]string) string {
+// LabelString shows labels as "k1=v1,k2=v2", sorted.
+func LabelString(labels map[string]string) string {
 	var parts []string
 	for _, k := range slices.Sorted(maps.Keys(labels)) {
 		parts = append(parts, k+"="+labels[k])
