@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/ferrytunnel/ferry/protocol"
@@ -21,6 +22,15 @@ import (
 
 // serveHTTP routes a public HTTP request (plain or terminated TLS) on its Host.
 func (e *Edge) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	for k := range r.Header {
+		if strings.IndexByte(k, '_') >= 0 {
+			// Some servers read X_Forwarded_For as X-Forwarded-For: a client could slip
+			// past the headers the edge sets or strips. Refuse the request outright.
+			errorPage(w, http.StatusBadRequest, "Bad request",
+				fmt.Sprintf("Header %q has an underscore in its name; this relay refuses such headers.", k), "Use hyphens: "+strings.ReplaceAll(k, "_", "-"))
+			return
+		}
+	}
 	host := r.Host
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h

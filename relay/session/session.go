@@ -85,7 +85,8 @@ type Config struct {
 
 // Server serves agent sessions.
 type Server struct {
-	cfg Config
+	cfg       Config
+	authLimit *authLimiter
 }
 
 func (s *Server) capabilities() []string {
@@ -103,7 +104,7 @@ func (s *Server) metrics() *metrics.Metrics {
 }
 
 // NewServer returns a session server.
-func NewServer(cfg Config) *Server { return &Server{cfg: cfg} }
+func NewServer(cfg Config) *Server { return &Server{cfg: cfg, authLimit: newAuthLimiter()} }
 
 // agent is one connected agent session.
 type agent struct {
@@ -162,8 +163,18 @@ func (a *agent) run(ctx context.Context) error {
 	if err := protocol.ReadMsg(ctrl, protocol.MaxPreAuthFrame, protocol.TypeAuth, &auth); err != nil {
 		return handshakeErr("auth", err)
 	}
+	ip := sourceIP(a.sess.RemoteAddr())
+	if ok, wait, log, refused := a.srv.authLimit.allow(ip); !ok {
+		if log {
+			a.log.Warn("authentication rate limited", "source", ip, "refused_since_last_line", refused,
+				"reason", "too many wrong authtokens from this address")
+		}
+		return protocol.Errorf(protocol.CodeAuthFailed,
+			"too many wrong authtokens from %s: wait %s, then try again with a valid one", ip, wait.Round(time.Second))
+	}
 	acct, err := a.srv.cfg.Auth.Verify(auth.Authtoken)
 	if err != nil {
+		a.srv.authLimit.failed(ip)
 		a.srv.metrics().AuthFailure()
 		return protocol.Errorf(protocol.CodeAuthFailed,
 			"authtoken not recognised by this relay: create one on the relay with `ferry-relay token create` and pass it with --authtoken or FERRY_AUTHTOKEN")
