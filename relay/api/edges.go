@@ -483,11 +483,25 @@ func checkHTTPSEdge(a *API, r *http.Request, account, self string, raw []byte) (
 	if len(d.Routes) > 100 {
 		return nil, badField("routes", "at most 100 routes")
 	}
+	var stored map[string]router.Route // the routes as stored, for secrets shown hidden
+	if self != "" {
+		if o, err := a.cfg.Store.GetObject(r.Context(), account, router.KindHTTPSEdge, self); err == nil {
+			var old router.HTTPSEdge
+			json.Unmarshal(o.Doc, &old) //nolint:errcheck
+			stored = make(map[string]router.Route)
+			for _, rt := range old.Routes {
+				stored[rt.ID] = rt
+			}
+		}
+	}
 	seen := map[string]bool{}
 	for i := range d.Routes {
 		rt := &d.Routes[i]
 		if rt.ID == "" {
 			rt.ID = store.NewID(router.PrefixRoute)
+		}
+		if e := restoreHidden(fmt.Sprintf("routes[%d]", i), rt, stored[rt.ID]); e != nil {
+			return nil, e
 		}
 		if e := a.checkRoute(r, account, fmt.Sprintf("routes[%d]", i), rt); e != nil {
 			return nil, e
@@ -658,6 +672,52 @@ func checkTCPEdge(a *API, r *http.Request, account, self string, raw []byte) (an
 	return d, checkCommon(d.Common)
 }
 
+// hidden is what answers show in place of a secret.
+const hidden = "<hidden>"
+
+// restoreHidden puts back the stored secrets where a route sent back as shown still says
+// "<hidden>" (a client that GETs, edits and PATCHes whole routes), and refuses the
+// placeholder where there is nothing stored to put back.
+func restoreHidden(field string, rt *router.Route, old router.Route) *Error {
+	for _, p := range []struct {
+		name     string
+		cur, was *router.OAuth
+	}{{"oauth", rt.OAuth, old.OAuth}, {"oidc", rt.OIDC, old.OIDC}, {"saml", rt.SAML, old.SAML}} {
+		if p.cur != nil && p.cur.ClientSecret == hidden {
+			if p.was == nil || p.was.ClientSecret == "" {
+				return badField(field+"."+p.name+".client_secret", "send the secret itself (%s is how answers hide it)", hidden)
+			}
+			p.cur.ClientSecret = p.was.ClientSecret
+		}
+	}
+	if w := rt.WebhookVerification; w != nil && w.Secret == hidden {
+		if old.WebhookVerification == nil {
+			return badField(field+".webhook_verification.secret", "send the secret itself (%s is how answers hide it)", hidden)
+		}
+		w.Secret = old.WebhookVerification.Secret
+	}
+	if ba := rt.BasicAuth; ba != nil {
+		for i, c := range ba.Credentials {
+			user, pass, _ := strings.Cut(c, ":")
+			if pass != hidden {
+				continue
+			}
+			found := false
+			if old.BasicAuth != nil {
+				for _, oc := range old.BasicAuth.Credentials {
+					if ou, _, _ := strings.Cut(oc, ":"); ou == user {
+						ba.Credentials[i], found = oc, true
+					}
+				}
+			}
+			if !found {
+				return badField(fmt.Sprintf("%s.basic_auth.credentials[%d]", field, i), "send %s's password itself (%s is how answers hide it)", user, hidden)
+			}
+		}
+	}
+	return nil
+}
+
 // hideRouteSecrets shows basic-auth users without their hashes and no webhook secrets.
 func hideRouteSecrets(doc map[string]any) {
 	routes, _ := doc["routes"].([]any)
@@ -668,16 +728,16 @@ func hideRouteSecrets(doc map[string]any) {
 			for i, c := range creds {
 				if s, ok := c.(string); ok {
 					user, _, _ := strings.Cut(s, ":")
-					creds[i] = user + ":<hidden>"
+					creds[i] = user + ":" + hidden
 				}
 			}
 		}
 		if wv, ok := rt["webhook_verification"].(map[string]any); ok {
-			wv["secret"] = "<hidden>"
+			wv["secret"] = hidden
 		}
 		for _, k := range []string{"oauth", "oidc", "saml"} {
 			if m, ok := rt[k].(map[string]any); ok && m["client_secret"] != nil {
-				m["client_secret"] = "<hidden>"
+				m["client_secret"] = hidden
 			}
 		}
 	}

@@ -4,6 +4,7 @@
 package edge
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -49,6 +50,9 @@ type Config struct {
 	// derived from base with the name's edge TLS settings (minimum version, client
 	// CAs); nil keeps base.
 	TerminationConfig func(name string, base *tls.Config) *tls.Config
+	// MaxConnsPerIP bounds the open public connections of one client address (0:
+	// DefaultMaxConnsPerIP; negative: no limit).
+	MaxConnsPerIP int
 	// Observer reports connections, requests and refusals (metrics, events); nil: none.
 	Observer *route.Observer
 	// Routes returns the current edges (nil func or nil Routes: none).
@@ -80,11 +84,15 @@ type Edge struct {
 	tlsHTTP  *tls.Config  // termination config for http tunnels (h2 + http/1.1)
 	tlsPlain *tls.Config  // termination config for tls tunnels (no ALPN preference)
 	wg       sync.WaitGroup
+	ipLimit  *ipLimiter // nil: no per-address limit
 }
 
 // New returns an Edge. Call Close when done.
 func New(cfg Config) *Edge {
 	e := &Edge{cfg: cfg, log: cfg.Log, httpsLn: transport.NewConnQueue()}
+	if n := cmp.Or(cfg.MaxConnsPerIP, DefaultMaxConnsPerIP); n > 0 {
+		e.ipLimit = &ipLimiter{max: n, open: make(map[string]int), logged: make(map[string]time.Time)}
+	}
 	getCert := func(hi *tls.ClientHelloInfo) (*tls.Certificate, error) {
 		return cfg.Certificate(sni.Normalize(hi.ServerName))
 	}
@@ -131,12 +139,12 @@ func (e *Edge) MutualTLSConfig(pool *x509.CertPool) *tls.Config {
 
 // ServeHTTPS accepts public TLS connections on ln until ln is closed.
 func (e *Edge) ServeHTTPS(ln net.Listener) error {
-	return e.acceptLoop(ln, e.handleTLS)
+	return e.acceptLoop(e.limit(ln), e.handleTLS)
 }
 
 // ServeHTTP serves plain HTTP on ln until ln is closed.
 func (e *Edge) ServeHTTP(ln net.Listener) error {
-	err := e.plain.Serve(ln)
+	err := e.plain.Serve(e.limit(ln))
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
@@ -145,7 +153,7 @@ func (e *Edge) ServeHTTP(ln net.Listener) error {
 
 // ServeTCP accepts public connections for one tcp tunnel until ln is closed.
 func (e *Edge) ServeTCP(ln net.Listener, t *route.Tunnel) error {
-	return e.acceptLoop(ln, func(c net.Conn) {
+	return e.acceptLoop(e.limit(ln), func(c net.Conn) {
 		if !t.IPPolicy.Allows(c.RemoteAddr().String()) {
 			t.Log.Info("refused connection", "remote", c.RemoteAddr(), "reason", "client address not allowed by the tunnel's CIDR rules")
 			e.cfg.Observer.Rejected("ip_policy")
@@ -215,6 +223,7 @@ func (e *Edge) handleTLS(raw net.Conn) {
 		return
 	}
 	if e.cfg.Agent != nil && slices.Contains(hello.ALPN, protocol.ALPN) {
+		unlimit(raw) // agents are not public clients; the session server has its own limits
 		e.cfg.Agent(c)
 		return
 	}

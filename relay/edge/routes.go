@@ -36,7 +36,7 @@ type Backend struct {
 // ServeTCPEdge accepts public connections for a TCP edge until ln is closed. backend is
 // called for each connection, so an edge changed through the API applies at once.
 func (e *Edge) ServeTCPEdge(ln net.Listener, backend func() *Backend) error {
-	return e.acceptLoop(ln, func(c net.Conn) {
+	return e.acceptLoop(e.limit(ln), func(c net.Conn) {
 		b := backend()
 		if b == nil {
 			c.Close()

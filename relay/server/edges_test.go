@@ -356,3 +356,32 @@ func TestGroupChurn(t *testing.T) {
 		t.Errorf("with no agent online: %d, want 502", code)
 	}
 }
+
+// TestRouteSecretsRoundTrip: a route sent back as GET shows it keeps its secrets.
+func TestRouteSecretsRoundTrip(t *testing.T) {
+	r := newAPIRelay(t, "rt.edges.test")
+	c := r.api(r.Account)
+	r.ReserveDomain(t, "", "rt.edges.test")
+	r.labeled(t, "rt", map[string]string{"app": "rt"})
+	group := c.must(201, "POST", "/backends/tunnel_group", map[string]any{"labels": map[string]string{"app": "rt"}})["id"].(string)
+	edge := c.must(201, "POST", "/edges/https", map[string]any{"hostports": []string{"rt.edges.test:443"}, "routes": []map[string]any{
+		{"match_type": "path_prefix", "match": "/", "backend": map[string]string{"backend_id": group},
+			"basic_auth": map[string]any{"credentials": []string{"root:correct horse"}}}}})
+	id := edge["id"].(string)
+	rt := edge["routes"].([]any)[0].(map[string]any)
+	c.must(200, "PATCH", "/edges/https/"+id+"/routes/"+rt["id"].(string), rt) // as shown, "root:<hidden>"
+	req, _ := http.NewRequest("GET", "https://rt.edges.test:"+port(r.Srv.HTTPSAddr().String())+"/", nil)
+	req.SetBasicAuth("root", "correct horse")
+	resp, err := r.httpClient(false).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("after PATCHing the route back as shown, the old password gets %d, want 200", resp.StatusCode)
+	}
+	rt["basic_auth"] = map[string]any{"credentials": []string{"newuser:<hidden>"}}
+	if code, _ := c.do("PATCH", "/edges/https/"+id+"/routes/"+rt["id"].(string), rt); code != 400 {
+		t.Errorf("a new user with the placeholder for a password: %d, want 400", code)
+	}
+}

@@ -7,12 +7,14 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/ferrytunnel/ferry/relay/module/oauth/oauthtest"
 )
 
 func TestNewErrors(t *testing.T) {
 	secret := make([]byte, 32)
-	spKey, spCert := selfSigned(t, "sp")
-	otherKey, _ := selfSigned(t, "other")
+	spKey, spCert := oauthtest.SelfSigned(t, "sp")
+	otherKey, _ := oauthtest.SelfSigned(t, "other")
 	ecKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	gh := func(mod func(*Config)) Config {
 		c := Config{Provider: "github", ClientID: "id", ClientSecret: "s", CookieSecret: secret}

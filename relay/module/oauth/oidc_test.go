@@ -8,11 +8,13 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/ferrytunnel/ferry/relay/module/oauth/oauthtest"
 )
 
 // oidcWorld starts a fake OIDC provider and the app behind an oidc middleware
 // configured by mod.
-func oidcWorld(t *testing.T, mod func(*Config)) (*world, *fakeOIDC, *Middleware) {
+func oidcWorld(t *testing.T, mod func(*Config)) (*world, *oauthtest.OIDC, *Middleware) {
 	t.Helper()
 	w := newWorld(t)
 	idp := newFakeOIDC(t, w)
@@ -20,7 +22,7 @@ func oidcWorld(t *testing.T, mod func(*Config)) (*world, *fakeOIDC, *Middleware)
 		Provider:     "oidc",
 		ClientID:     testClientID,
 		ClientSecret: testClientSecret,
-		IssuerURL:    idp.issuer,
+		IssuerURL:    idp.Issuer,
 		CookieSecret: testSecret(t),
 		HTTPClient:   w.providerClient(),
 		Now:          w.clk.Now,
@@ -52,7 +54,7 @@ func TestOIDCLoginFlow(t *testing.T) {
 	}
 
 	// The provider saw state, PKCE S256 and a nonce, and the scopes.
-	q := idp.lastAuthorize()
+	q := idp.LastAuthorize()
 	for _, k := range []string{"state", "nonce", "code_challenge"} {
 		if q.Get(k) == "" {
 			t.Errorf("authorize request has no %s: %v", k, q)
@@ -123,19 +125,19 @@ func TestOIDCDenied(t *testing.T) {
 	tests := []struct {
 		name string
 		cfg  func(*Config)
-		user *fakeUser
+		user *oauthtest.User
 	}{
 		{"email not listed", func(c *Config) { c.AllowEmails = []string{"bob@example.com"} }, nil},
 		{"domain not listed", func(c *Config) { c.AllowDomains = []string{"corp.example"} }, nil},
 		{"unverified email", func(c *Config) { c.AllowDomains = []string{"example.com"} },
-			&fakeUser{Sub: "user-2", Name: "Mallory", Email: "mallory@example.com", EmailVerified: false}},
+			&oauthtest.User{Sub: "user-2", Name: "Mallory", Email: "mallory@example.com", EmailVerified: false}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			w, idp, _ := oidcWorld(t, tt.cfg)
 			if tt.user != nil {
-				idp.addUser(tt.user)
-				idp.setLoginAs(tt.user.Sub)
+				idp.AddUser(*tt.user)
+				idp.LoginAs(tt.user.Sub)
 			}
 			b := w.browser()
 			resp, body := b.get("https://"+appHost+"/", nil)
@@ -162,7 +164,7 @@ func TestOIDCAllowedEmailCaseInsensitive(t *testing.T) {
 
 func TestOIDCBadNonce(t *testing.T) {
 	w, idp, _ := oidcWorld(t, nil)
-	idp.update(func(f *fakeOIDC) { f.badNonce = true })
+	idp.Set(func(b *oauthtest.Behaviour) { b.BadNonce = true })
 	resp, _ := w.browser().get("https://"+appHost+"/", nil)
 	if resp.StatusCode != http.StatusForbidden || w.up.count() != 0 {
 		t.Fatalf("login with a wrong nonce = %d, want 403 and no upstream request", resp.StatusCode)
@@ -355,10 +357,10 @@ func TestAuthorizeForcesNewLogin(t *testing.T) {
 	w, idp, _ := oidcWorld(t, nil)
 	b := w.browser()
 	b.get("https://"+appHost+"/", nil)
-	n := idp.authorizeCount()
+	n := idp.AuthorizeCount()
 	resp, _ := b.get("https://"+appHost+PathAuthorize, nil)
-	if resp.StatusCode != 200 || idp.authorizeCount() != n+1 {
-		t.Fatalf("/oauth2/authorize = %d with %d new authorize requests, want 200 after 1", resp.StatusCode, idp.authorizeCount()-n)
+	if resp.StatusCode != 200 || idp.AuthorizeCount() != n+1 {
+		t.Fatalf("/oauth2/authorize = %d with %d new authorize requests, want 200 after 1", resp.StatusCode, idp.AuthorizeCount()-n)
 	}
 }
 
@@ -389,14 +391,14 @@ func TestRecheckAfterInterval(t *testing.T) {
 	if resp, _ := b.get("https://"+appHost+"/", nil); resp.StatusCode != 200 {
 		t.Fatalf("login = %d", resp.StatusCode)
 	}
-	r0, u0 := idp.counts()
+	r0, u0 := idp.Counts()
 
 	// Within the interval: no provider call.
 	w.clk.Advance(2 * time.Minute)
 	if resp, _ := b.get("https://"+appHost+"/a", nil); resp.StatusCode != 200 {
 		t.Fatalf("GET within interval = %d", resp.StatusCode)
 	}
-	if r, u := idp.counts(); r != r0 || u != u0 {
+	if r, u := idp.Counts(); r != r0 || u != u0 {
 		t.Fatalf("provider called within the interval: refresh %d→%d, userinfo %d→%d", r0, r, u0, u)
 	}
 
@@ -405,19 +407,19 @@ func TestRecheckAfterInterval(t *testing.T) {
 	if resp, _ := b.get("https://"+appHost+"/b", nil); resp.StatusCode != 200 {
 		t.Fatalf("GET after interval = %d", resp.StatusCode)
 	}
-	if r, u := idp.counts(); r != r0+1 || u != u0+1 {
+	if r, u := idp.Counts(); r != r0+1 || u != u0+1 {
 		t.Fatalf("re-check made refresh %d, userinfo %d calls, want 1 and 1", r-r0, u-u0)
 	}
 	// The new check time is in the cookie: no further call right away.
 	if resp, _ := b.get("https://"+appHost+"/c", nil); resp.StatusCode != 200 {
 		t.Fatalf("GET = %d", resp.StatusCode)
 	}
-	if r, _ := idp.counts(); r != r0+1 {
+	if r, _ := idp.Counts(); r != r0+1 {
 		t.Fatalf("re-checked again right after a re-check")
 	}
 
 	// The user is revoked at the provider: the next re-check logs them out.
-	idp.update(func(f *fakeOIDC) { f.users["user-1"].Revoked = true })
+	idp.Revoke("user-1")
 	w.clk.Advance(4 * time.Minute)
 	before := w.up.count()
 	req, _ := http.NewRequest(http.MethodGet, "https://"+appHost+"/d", nil)
@@ -435,15 +437,15 @@ func TestRecheckAfterInterval(t *testing.T) {
 
 func TestRecheckWithoutRefreshToken(t *testing.T) {
 	w, idp, _ := oidcWorld(t, nil)
-	idp.update(func(f *fakeOIDC) { f.giveRefresh = false })
+	idp.Set(func(b *oauthtest.Behaviour) { b.NoRefreshToken = true })
 	b := w.browser()
 	b.get("https://"+appHost+"/", nil)
 	w.clk.Advance(4 * time.Minute)
-	_, u0 := idp.counts()
+	_, u0 := idp.Counts()
 	if resp, _ := b.get("https://"+appHost+"/x", nil); resp.StatusCode != 200 {
 		t.Fatalf("GET after interval = %d", resp.StatusCode)
 	}
-	if _, u := idp.counts(); u != u0+1 {
+	if _, u := idp.Counts(); u != u0+1 {
 		t.Fatalf("userinfo calls = %d, want 1", u-u0)
 	}
 }
@@ -452,7 +454,7 @@ func TestRecheckProviderDown(t *testing.T) {
 	w, idp, _ := oidcWorld(t, nil)
 	b := w.browser()
 	b.get("https://"+appHost+"/", nil)
-	idp.update(func(f *fakeOIDC) { f.failUserinfo = http.StatusServiceUnavailable })
+	idp.Set(func(b *oauthtest.Behaviour) { b.UserinfoStatus = http.StatusServiceUnavailable })
 	w.clk.Advance(4 * time.Minute)
 	resp, _ := b.get("https://"+appHost+"/x", nil)
 	if resp.StatusCode != http.StatusBadGateway {
@@ -461,13 +463,13 @@ func TestRecheckProviderDown(t *testing.T) {
 	if b.sessionCookie() == nil {
 		t.Fatal("a provider outage ended the session")
 	}
-	_, u0 := idp.counts()
-	idp.update(func(f *fakeOIDC) { f.failUserinfo = 0 })
+	_, u0 := idp.Counts()
+	idp.Set(func(b *oauthtest.Behaviour) { b.UserinfoStatus = 0 })
 	// The failure is remembered briefly: no provider call for a retry right away.
 	if resp, _ := b.get("https://"+appHost+"/x", nil); resp.StatusCode != http.StatusBadGateway {
 		t.Fatalf("GET right after the failure = %d, want the remembered 502", resp.StatusCode)
 	}
-	if _, u := idp.counts(); u != u0 {
+	if _, u := idp.Counts(); u != u0 {
 		t.Fatalf("user info called %d times within the failure TTL, want 0", u-u0)
 	}
 	w.clk.Advance(failureTTL)
@@ -503,12 +505,12 @@ func TestRecheckConstraintChange(t *testing.T) {
 
 func TestConcurrentRecheckSharesRefresh(t *testing.T) {
 	w, idp, _ := oidcWorld(t, nil)
-	idp.update(func(f *fakeOIDC) { f.rotateRefresh = true })
+	idp.Set(func(b *oauthtest.Behaviour) { b.RotateRefresh = true })
 	b := w.browser()
 	b.get("https://"+appHost+"/", nil)
 	cookies := b.jar.Cookies(&url.URL{Scheme: "https", Host: appHost})
 	w.clk.Advance(4 * time.Minute)
-	r0, _ := idp.counts()
+	r0, _ := idp.Counts()
 
 	// Parallel requests with the same (old) cookie, none of them storing the new one.
 	var wg sync.WaitGroup
@@ -537,7 +539,7 @@ func TestConcurrentRecheckSharesRefresh(t *testing.T) {
 			t.Errorf("request %d = %d, want 200", i, c)
 		}
 	}
-	if r, _ := idp.counts(); r != r0+1 {
+	if r, _ := idp.Counts(); r != r0+1 {
 		t.Errorf("refreshes = %d, want 1 shared by all requests (the refresh token rotates)", r-r0)
 	}
 }

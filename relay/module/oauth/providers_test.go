@@ -38,9 +38,9 @@ func TestUserinfoProviders(t *testing.T) {
 				HTTPClient:   w.providerClient(),
 				Now:          w.clk.Now,
 				Endpoints: map[string]string{
-					"authorize": idp.issuer + "/authorize",
-					"token":     idp.issuer + "/token",
-					"userinfo":  idp.issuer + tt.userinfo,
+					"authorize": idp.Issuer + "/authorize",
+					"token":     idp.Issuer + "/token",
+					"userinfo":  idp.Issuer + tt.userinfo,
 				},
 			}
 			if tt.cfg != nil {
@@ -56,10 +56,10 @@ func TestUserinfoProviders(t *testing.T) {
 			if resp.StatusCode != tt.wantStatus {
 				t.Fatalf("GET /x = %d %q, want %d", resp.StatusCode, body, tt.wantStatus)
 			}
-			if got := idp.lastAuthorize().Get("scope"); got != tt.scope {
+			if got := idp.LastAuthorize().Get("scope"); got != tt.scope {
 				t.Errorf("scope = %q, want %q", got, tt.scope)
 			}
-			if tt.provider == "google" && idp.lastAuthorize().Get("access_type") != "offline" {
+			if tt.provider == "google" && idp.LastAuthorize().Get("access_type") != "offline" {
 				t.Errorf("google authorize without access_type=offline")
 			}
 			if tt.wantStatus != 200 {
@@ -74,7 +74,7 @@ func TestUserinfoProviders(t *testing.T) {
 			if resp, _ := b.get("https://"+appHost+"/y", nil); resp.StatusCode != 200 {
 				t.Fatalf("GET after the interval = %d, want 200", resp.StatusCode)
 			}
-			idp.update(func(f *fakeOIDC) { f.users["user-1"].Revoked = true })
+			idp.Revoke("user-1")
 			w.clk.Advance(DefaultAuthCheckInterval)
 			req, _ := http.NewRequest(http.MethodGet, "https://"+appHost+"/z", nil)
 			if resp, _ := do(t, b.noFollow(), req); resp.StatusCode != http.StatusFound {

@@ -1,179 +1,44 @@
 package oauth
 
 import (
-	"crypto/rand"
-	"crypto/rsa"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/xml"
-	"html"
-	"io"
-	"log"
-	"math/big"
 	"net/http"
 	"net/url"
-	"os"
-	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/crewjam/saml"
+
+	"github.com/ferrytunnel/ferry/relay/module/oauth/oauthtest"
 )
 
-// rsaKey returns the test key for name, generated once per test binary (RSA key
-// generation is slow under the race detector).
-func rsaKey(t *testing.T, name string) *rsa.PrivateKey {
+// newFakeSAMLIdP serves oauthtest's SAML IdP as https://idpHost in w; it fetches SP
+// metadata through w.
+func newFakeSAMLIdP(t *testing.T, w *world) *oauthtest.SAMLIdP {
 	t.Helper()
-	keysMu.Lock()
-	defer keysMu.Unlock()
-	if k, ok := keys[name]; ok {
-		return k
-	}
-	k, err := rsa.GenerateKey(rand.Reader, 2048)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keys[name] = k
-	return k
-}
-
-var (
-	keysMu sync.Mutex
-	keys   = map[string]*rsa.PrivateKey{}
-)
-
-func selfSigned(t *testing.T, cn string) (*rsa.PrivateKey, *x509.Certificate) {
-	t.Helper()
-	key := rsaKey(t, cn)
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: cn},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment,
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key, cert
-}
-
-// fakeSAMLIdP is crewjam/saml's IdentityProvider with a session provider that
-// signs a fixed user in, and that looks SPs up by fetching their metadata URL.
-type fakeSAMLIdP struct {
-	idp *saml.IdentityProvider
-
-	mu       sync.Mutex
-	session  saml.Session
-	notAfter *time.Time
-	ssoCalls int
-}
-
-func newFakeSAMLIdP(t *testing.T, w *world) *fakeSAMLIdP {
-	t.Helper()
-	key, cert := selfSigned(t, "idp")
-	f := &fakeSAMLIdP{session: saml.Session{
-		ID:             "s1",
-		NameID:         "alice",
-		NameIDFormat:   string(saml.PersistentNameIDFormat),
-		UserEmail:      "alice@example.com",
-		UserCommonName: "Alice Example",
-		UserName:       "alice",
-	}}
-	f.idp = &saml.IdentityProvider{
-		Key:                     key,
-		Certificate:             cert,
-		Logger:                  log.New(io.Discard, "", 0),
-		MetadataURL:             url.URL{Scheme: "https", Host: idpHost, Path: "/metadata"},
-		SSOURL:                  url.URL{Scheme: "https", Host: idpHost, Path: "/sso"},
-		SessionProvider:         f,
-		ServiceProviderProvider: spFetcher{w},
-		AssertionMaker:          f,
-		SignatureMethod:         "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256",
-	}
-	if os.Getenv("SAML_DEBUG") != "" {
-		f.idp.Logger = log.New(os.Stderr, "idp: ", 0)
-	}
-	h := f.idp.Handler()
-	w.serve(idpHost, http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/sso" {
-			f.mu.Lock()
-			f.ssoCalls++
-			f.mu.Unlock()
-		}
-		h.ServeHTTP(rw, r)
-	}))
+	f := oauthtest.NewSAMLIdP(t, oauthtest.SAMLOptions{BaseURL: "https://" + idpHost, SPClient: &http.Client{Transport: worldTransport{w}}})
+	w.serve(idpHost, f)
 	return f
 }
 
-func (f *fakeSAMLIdP) GetSession(http.ResponseWriter, *http.Request, *saml.IdpAuthnRequest) *saml.Session {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	s := f.session
-	s.CreateTime = time.Now()
-	s.ExpireTime = time.Now().Add(time.Hour)
-	s.Index = randToken(8)
-	return &s
+// worldTransport dials w's servers with the roots w has when the request is made
+// (w.transport takes them from the first server w starts).
+type worldTransport struct{ w *world }
+
+func (t worldTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	return t.w.transport().RoundTrip(r)
 }
 
-func (f *fakeSAMLIdP) MakeAssertion(req *saml.IdpAuthnRequest, s *saml.Session) error {
-	if err := (saml.DefaultAssertionMaker{}).MakeAssertion(req, s); err != nil {
-		return err
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.notAfter != nil {
-		req.Assertion.AuthnStatements[0].SessionNotOnOrAfter = f.notAfter
-	}
-	return nil
-}
-
-func (f *fakeSAMLIdP) metadataXML(t *testing.T) []byte {
-	t.Helper()
-	b, err := xml.Marshal(f.idp.Metadata())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return b
-}
-
-// spFetcher looks an SP up by fetching its entity ID, which is its metadata URL.
-type spFetcher struct{ w *world }
-
-func (s spFetcher) GetServiceProvider(_ *http.Request, id string) (*saml.EntityDescriptor, error) {
-	tr := s.w.transport()
-	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Transport: tr}).Get(id)
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != 200 {
-		return nil, os.ErrNotExist
-	}
-	var ed saml.EntityDescriptor
-	if err := xml.NewDecoder(resp.Body).Decode(&ed); err != nil {
-		return nil, err
-	}
-	return &ed, nil
-}
-
-func samlWorld(t *testing.T, mod func(*Config)) (*world, *fakeSAMLIdP) {
+func samlWorld(t *testing.T, mod func(*Config)) (*world, *oauthtest.SAMLIdP) {
 	t.Helper()
 	w := newWorld(t)
 	idp := newFakeSAMLIdP(t, w)
-	spKey, spCert := selfSigned(t, appHost)
+	spKey, spCert := oauthtest.SelfSigned(t, appHost)
 	cfg := Config{
 		Provider:       "saml",
-		IdPMetadataXML: idp.metadataXML(t),
+		IdPMetadataXML: idp.MetadataXML(t),
 		SPKey:          spKey,
 		SPCert:         spCert,
 		CookieSecret:   testSecret(t),
@@ -191,46 +56,13 @@ func samlWorld(t *testing.T, mod func(*Config)) (*world, *fakeSAMLIdP) {
 	return w, idp
 }
 
-var (
-	formAction = regexp.MustCompile(`<form method="post" action="([^"]*)"`)
-	formField  = regexp.MustCompile(`<input type="hidden" name="(SAMLResponse|RelayState)" value="([^"]*)"`)
-)
-
-// samlLogin follows the browser through the IdP's auto-submitting form: GET the
-// protected URL (redirected to the IdP, which answers the form), then POST the form
-// to the ACS as the browser's script would, and follow on. It returns the form's
-// fields too, for replays.
-func samlLogin(t *testing.T, b *browser, rawURL string) (*http.Response, string, url.Values, string) {
-	t.Helper()
-	resp, body := b.get(rawURL, nil)
-	if resp.StatusCode != 200 || resp.Request.URL.Host != idpHost {
-		t.Fatalf("GET %s = %d at %s, want the IdP's form", rawURL, resp.StatusCode, resp.Request.URL)
-	}
-	m := formAction.FindStringSubmatch(body)
-	if m == nil {
-		t.Fatalf("no form in the IdP's answer: %s", body)
-	}
-	action := html.UnescapeString(m[1])
-	form := url.Values{}
-	for _, f := range formField.FindAllStringSubmatch(body, -1) {
-		form.Set(f[1], html.UnescapeString(f[2]))
-	}
-	if form.Get("SAMLResponse") == "" {
-		t.Fatalf("no SAMLResponse in the IdP's form: %s", body)
-	}
-	resp, body = submitForm(t, b.Client, action, form)
-	return resp, body, form, action
-}
-
 func submitForm(t *testing.T, c *http.Client, action string, form url.Values) (*http.Response, string) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, action, strings.NewReader(form.Encode()))
-	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	return do(t, c, req)
+	return oauthtest.PostForm(t, c, action, form)
 }
 
 func TestSAMLLoginFlow(t *testing.T) {
-	w, _ := samlWorld(t, func(c *Config) { c.AllowDomains = []string{"example.com"} })
+	w, idp := samlWorld(t, func(c *Config) { c.AllowDomains = []string{"example.com"} })
 	b := w.browser()
 
 	// The redirect to the IdP carries a signed AuthnRequest and sets a SameSite=None
@@ -253,7 +85,7 @@ func TestSAMLLoginFlow(t *testing.T) {
 	}
 
 	b = w.browser()
-	resp, body, form, action := samlLogin(t, b, "https://"+appHost+"/docs?page=2")
+	resp, body, form, action := idp.Login(t, b.Client, "https://"+appHost+"/docs?page=2")
 	if resp.StatusCode != 200 || body != "upstream ok /docs?page=2" {
 		t.Fatalf("after the ACS = %d %q, want the upstream at /docs?page=2", resp.StatusCode, body)
 	}
@@ -300,9 +132,9 @@ func TestSAMLTamperedResponse(t *testing.T) {
 	if resp.StatusCode != 200 || resp.Request.URL.Host != idpHost {
 		t.Fatalf("GET = %d at %s", resp.StatusCode, resp.Request.URL)
 	}
-	form := url.Values{}
-	for _, f := range formField.FindAllStringSubmatch(body, -1) {
-		form.Set(f[1], html.UnescapeString(f[2]))
+	_, form, ok := oauthtest.ParseResponseForm(body)
+	if !ok {
+		t.Fatalf("no SAMLResponse form in the IdP's answer: %s", body)
 	}
 	// A response for a request this browser did not make: swap in another request's
 	// RelayState is caught by the state; here, keep the state and break the response.
@@ -317,8 +149,8 @@ func TestSAMLTamperedResponse(t *testing.T) {
 }
 
 func TestSAMLDenied(t *testing.T) {
-	w, _ := samlWorld(t, func(c *Config) { c.AllowDomains = []string{"corp.example"} })
-	resp, body, _, _ := samlLogin(t, w.browser(), "https://"+appHost+"/")
+	w, idp := samlWorld(t, func(c *Config) { c.AllowDomains = []string{"corp.example"} })
+	resp, body, _, _ := idp.Login(t, w.browser().Client, "https://"+appHost+"/")
 	if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, "alice@example.com") {
 		t.Fatalf("denied SAML user = %d %q, want 403 naming the address", resp.StatusCode, body)
 	}
@@ -330,11 +162,9 @@ func TestSAMLDenied(t *testing.T) {
 func TestSAMLSessionNotOnOrAfter(t *testing.T) {
 	w, idp := samlWorld(t, nil)
 	end := w.clk.Now().Add(30 * time.Minute).UTC().Truncate(time.Second)
-	idp.mu.Lock()
-	idp.notAfter = &end
-	idp.mu.Unlock()
+	idp.SetSessionNotOnOrAfter(&end)
 	b := w.browser()
-	if resp, _, _, _ := samlLogin(t, b, "https://"+appHost+"/"); resp.StatusCode != 200 {
+	if resp, _, _, _ := idp.Login(t, b.Client, "https://"+appHost+"/"); resp.StatusCode != 200 {
 		t.Fatalf("login = %d", resp.StatusCode)
 	}
 	// Re-checks apply the constraints again without the IdP...
@@ -376,8 +206,8 @@ func TestSAMLMetadata(t *testing.T) {
 func TestSAMLMetadataURL(t *testing.T) {
 	// IdP metadata by URL: fetched on first use.
 	w := newWorld(t)
-	newFakeSAMLIdP(t, w)
-	spKey, spCert := selfSigned(t, appHost)
+	idp := newFakeSAMLIdP(t, w)
+	spKey, spCert := oauthtest.SelfSigned(t, appHost)
 	m, err := New(Config{
 		Provider:       "saml",
 		IdPMetadataURL: "https://" + idpHost + "/metadata",
@@ -391,7 +221,7 @@ func TestSAMLMetadataURL(t *testing.T) {
 		t.Fatal(err)
 	}
 	w.startApp(m)
-	if resp, body, _, _ := samlLogin(t, w.browser(), "https://"+appHost+"/"); resp.StatusCode != 200 {
+	if resp, body, _, _ := idp.Login(t, w.browser().Client, "https://"+appHost+"/"); resp.StatusCode != 200 {
 		t.Fatalf("login = %d %q", resp.StatusCode, body)
 	}
 }
