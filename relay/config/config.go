@@ -71,6 +71,9 @@ type Config struct {
 	// OAuth/OIDC providers and SAML metadata URLs (a company's own issuer); empty: the
 	// system roots only.
 	OAuthCARoots string `toml:"oauth_ca_roots"`
+	// MaxConnsPerIP bounds the public connections one client address may hold open at
+	// once (default 1000; -1: no limit).
+	MaxConnsPerIP int `toml:"max_conns_per_ip"`
 	// MetricsAddr serves Prometheus metrics at /metrics on this address; empty (default)
 	// disables.
 	MetricsAddr string `toml:"metrics_addr"`

@@ -2,11 +2,14 @@ package server_test
 
 import (
 	"io"
+	"net"
 	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/ferrytunnel/ferry/agent/forward"
+	"github.com/ferrytunnel/ferry/relay/config"
+	"github.com/ferrytunnel/ferry/relay/server/servertest"
 	"github.com/ferrytunnel/ferry/relay/session"
 )
 
@@ -41,5 +44,46 @@ func TestUnderscoreHeaders(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(string(body), "underscore") {
 		t.Errorf("X_Forwarded_For header: %d %q, want 400 naming the underscore", resp.StatusCode, body)
+	}
+}
+
+// TestConnLimitPerIP: one address cannot hold more than max_conns_per_ip public
+// connections; the next is closed at once, and connections come back as others close.
+func TestConnLimitPerIP(t *testing.T) {
+	r := &relayEnv{Relay: servertest.Start(t, servertest.Options{Log: testLogger(t),
+		Configure: func(c *config.Config) { c.MaxConnsPerIP = 5 }}), t: t, transport: "quic"}
+	a := r.startAgent(&forward.Tunnel{Name: "echo", Proto: "tcp", Addr: echoServer(t)})
+	addr := tcpAddrOf(t, a.url(t, "tcp"))
+	var open []net.Conn
+	for i := range 5 {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := echoOnce(c, "hi"); err != nil || got != "hi" {
+			t.Fatalf("conn %d within the limit: %q %v", i+1, got, err)
+		}
+		open = append(open, c)
+	}
+	extra, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := echoOnce(extra, "hi"); err == nil && got == "hi" {
+		t.Error("a sixth connection from the same address was served, want closed")
+	}
+	extra.Close()
+	open[0].Close()
+	waitFor(t, "a slot freed by a close", func() bool {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		got, err := echoOnce(c, "again")
+		return err == nil && got == "again"
+	})
+	for _, c := range open[1:] {
+		c.Close()
 	}
 }

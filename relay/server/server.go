@@ -363,7 +363,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	s.startObserver()
 	s.edge = edge.New(edge.Config{Table: s.table, Certificate: s.certificate, Log: s.log, TerminationConfig: s.terminationConfig,
-		Observer:  s.observer,
+		Observer: s.observer, MaxConnsPerIP: c.MaxConnsPerIP,
 		Challenge: challenge, PlainHTTP: plainHTTP, HTTPSPort: portOf(s.HTTPSAddr()), TLSOnly: s.tlsOnly,
 		Routes: func() edge.Routes {
 			if snap := s.router.Current(); snap != nil {
