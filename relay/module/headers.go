@@ -83,10 +83,21 @@ func (t template) expand(r *http.Request, tunnel string) string {
 		if i%2 == 0 {
 			b.WriteString(p)
 		} else {
-			b.WriteString(templateVars[p](r, tunnel))
+			writeSafe(&b, templateVars[p](r, tunnel))
 		}
 	}
 	return b.String()
+}
+
+// writeSafe writes a value a client controls (path, Host, SNI) with control characters
+// replaced by spaces, so it can never end the header line it is put in.
+func writeSafe(b *strings.Builder, v string) {
+	for _, c := range v {
+		if c < 0x20 || c == 0x7f {
+			c = ' '
+		}
+		b.WriteRune(c)
+	}
 }
 
 type headerAdd struct {
@@ -134,6 +145,9 @@ func parseAdds(key string, in []string) ([]headerAdd, error) {
 		n, err := headerName(key, name)
 		if err != nil {
 			return nil, err
+		}
+		if strings.ContainsFunc(value, func(c rune) bool { return c < 0x20 && c != '\t' || c == 0x7f }) {
+			return nil, fmt.Errorf("%s %q: the value has a control character (a line break would start another header)", key, s)
 		}
 		t, err := parseTemplate(strings.TrimSpace(value))
 		if err != nil {
