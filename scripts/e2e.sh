@@ -27,6 +27,7 @@
 #             (openssl s_client sees its issuer; curl verifies against its CA); the
 #             database holds no private key; a reserved TCP address binds; a bad API
 #             key exits 3
+#   secrets   no authtoken, API key or private key appears in any process's log
 #   edges     ferry tunnel --label behind an HTTPS edge made through the API: a tunnel
 #             group route and a fixed-response route, plain HTTP redirected
 # Output: one "PASS name" or "FAIL name: got X want Y" line per check, then
@@ -591,5 +592,19 @@ fetch "https://$EDGE_HOST:$TLS_PORT/tea"
 check_eq edge-fixed-response "$CODE $BODY" "418 teapot"
 fetch "http://$EDGE_HOST:$HTTP_PORT/plain"
 check_eq edge-plain-redirect "$CODE" 308
+
+# ---- secrets never in a log line ---------------------------------------------
+
+# Log lines only (logfmt: "time=..."); the dev relay's banner prints its token and API
+# key to stdout on purpose, for the person who started it.
+leaked=""
+for secret in "$TOKEN" "$APIKEY" "PRIVATE KEY" "$(sed -n 2p "$TMP/shop.key")"; do
+	for f in "$TMP"/*.log; do
+		if grep '^time=' "$f" | grep -qF -- "$secret"; then
+			leaked="$leaked $(basename "$f")"
+		fi
+	done
+done
+check_eq secrets-not-logged "${leaked:-none}" none
 
 summary
