@@ -77,6 +77,7 @@ func serveFlags() []cli.Flag {
 		&cli.StringFlag{Name: "log-format", Usage: "logfmt or json", DefaultText: d.LogFormat},
 		&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", DefaultText: d.LogLevel},
 		&cli.StringFlag{Name: "oauth-ca-roots", Usage: "PEM `FILE` of CAs trusted (besides the system's) for OAuth/OIDC issuers and SAML metadata"},
+		&cli.IntFlag{Name: "max-tunnels-per-account", Usage: "most tunnels one account may have online (-1: no limit)", DefaultText: "5000"},
 		&cli.IntFlag{Name: "max-conns-per-ip", Usage: "most public connections one client address may hold open (-1: no limit)", DefaultText: "1000"},
 		&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics at /metrics on `ADDR` (e.g. 127.0.0.1:9090); off by default"},
 		&cli.StringFlag{Name: "events-dir", Usage: "the only `DIR` event subscriptions may write files in (default: file destinations refused)"},
@@ -205,6 +206,9 @@ func loadConfig(c *cli.Context) (config.Config, error) {
 		if c.IsSet(name) {
 			*field = c.String(name)
 		}
+	}
+	if c.IsSet("max-tunnels-per-account") {
+		cfg.MaxTunnelsPerAccount = c.Int("max-tunnels-per-account")
 	}
 	if c.IsSet("max-conns-per-ip") {
 		cfg.MaxConnsPerIP = c.Int("max-conns-per-ip")

@@ -71,6 +71,9 @@ type Config struct {
 	// OAuth/OIDC providers and SAML metadata URLs (a company's own issuer); empty: the
 	// system roots only.
 	OAuthCARoots string `toml:"oauth_ca_roots"`
+	// MaxTunnelsPerAccount bounds the tunnels one account may have online at once, over
+	// all its agents (default 5000; -1: no limit).
+	MaxTunnelsPerAccount int `toml:"max_tunnels_per_account"`
 	// MaxConnsPerIP bounds the public connections one client address may hold open at
 	// once (default 1000; -1: no limit).
 	MaxConnsPerIP int `toml:"max_conns_per_ip"`

@@ -87,3 +87,23 @@ func TestConnLimitPerIP(t *testing.T) {
 		c.Close()
 	}
 }
+
+// TestTunnelsPerAccount: an account cannot have more tunnels online than the relay
+// allows, whatever the number of agents; stopping one frees its slot.
+func TestTunnelsPerAccount(t *testing.T) {
+	r := &relayEnv{Relay: servertest.Start(t, servertest.Options{Log: testLogger(t),
+		Configure: func(c *config.Config) { c.MaxTunnelsPerAccount = 2 }}), t: t, transport: "quic"}
+	up := echoServer(t)
+	first := r.startAgent(&forward.Tunnel{Name: "a", Proto: "tcp", Addr: up}, &forward.Tunnel{Name: "b", Proto: "tcp", Addr: up})
+	if _, err := r.tryAgent(r.agentConfig(&forward.Tunnel{Name: "c", Proto: "tcp", Addr: up})); err == nil || !strings.Contains(err.Error(), "max_tunnels_per_account") {
+		t.Fatalf("third tunnel of the account: %v, want refused naming max_tunnels_per_account", err)
+	}
+	first.stop(t)
+	waitFor(t, "slots freed", func() bool {
+		a, err := r.tryAgent(r.agentConfig(&forward.Tunnel{Name: "c", Proto: "tcp", Addr: up}))
+		if err == nil {
+			a.stop(t)
+		}
+		return err == nil
+	})
+}

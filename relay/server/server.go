@@ -378,7 +378,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		TCPHost: tcpHost, TCPPorts: ports,
 		HasCert: s.hasCert,
 		Version: s.opts.Version, Log: s.log, Capabilities: s.opts.Capabilities, Observer: s.observer,
-		OAuth: s.tunnelOAuth,
+		OAuth: s.tunnelOAuth, MaxTunnelsPerAccount: c.MaxTunnelsPerAccount,
 	})
 
 	var wg sync.WaitGroup

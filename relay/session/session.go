@@ -37,6 +37,10 @@ const HandshakeTimeout = 10 * time.Second
 // MaxTunnelsPerSession bounds how many tunnels one agent session may bind.
 const MaxTunnelsPerSession = 1000
 
+// DefaultMaxTunnelsPerAccount bounds the tunnels one account may have online at once,
+// across all its agents.
+const DefaultMaxTunnelsPerAccount = 5000
+
 // Authenticator checks an authtoken and returns its account.
 type Authenticator interface {
 	Verify(token string) (Account, error)
@@ -75,6 +79,9 @@ type Config struct {
 	Version string
 	// OAuth builds the login module an http tunnel asked for (nil: refused).
 	OAuth func(name string, o *protocol.BindOAuth) (Middleware, error)
+	// MaxTunnelsPerAccount bounds an account's online tunnels (0: the default; negative:
+	// no limit).
+	MaxTunnelsPerAccount int
 	// Observer reports sessions and tunnels (metrics, events); nil reports nothing.
 	Observer *route.Observer
 	// Capabilities overrides what the relay advertises (nil: protocol.RelayCapabilities);
@@ -87,6 +94,35 @@ type Config struct {
 type Server struct {
 	cfg       Config
 	authLimit *authLimiter
+
+	mu     sync.Mutex
+	online map[string]int // online tunnels per account
+}
+
+// take reserves a tunnel slot for account, or says the account is full.
+func (s *Server) take(account string) bool {
+	max := s.cfg.MaxTunnelsPerAccount
+	if max == 0 {
+		max = DefaultMaxTunnelsPerAccount
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if max > 0 && s.online[account] >= max {
+		return false
+	}
+	if s.online == nil {
+		s.online = make(map[string]int)
+	}
+	s.online[account]++
+	return true
+}
+
+func (s *Server) give(account string) {
+	s.mu.Lock()
+	if s.online[account]--; s.online[account] <= 0 {
+		delete(s.online, account)
+	}
+	s.mu.Unlock()
 }
 
 func (s *Server) capabilities() []string {
@@ -236,6 +272,7 @@ func (a *agent) handle(t protocol.MsgType, body []byte) error {
 		if tun := a.tunnels[u.TunnelID]; tun != nil {
 			delete(a.tunnels, u.TunnelID)
 			a.srv.cfg.Table.Remove(tun)
+			a.srv.give(a.account)
 			a.srv.cfg.Observer.TunnelStopped(tun)
 			tun.Log.Info("tunnel stopped")
 		}
@@ -268,6 +305,7 @@ func (a *agent) send(t protocol.MsgType, m any) error {
 func (a *agent) releaseAll() {
 	for id, t := range a.tunnels {
 		a.srv.cfg.Table.Remove(t)
+		a.srv.give(a.account)
 		a.srv.cfg.Observer.TunnelStopped(t)
 		t.Log.Info("tunnel stopped", "reason", "agent session ended")
 		delete(a.tunnels, id)
@@ -288,6 +326,15 @@ func (a *agent) bind(b *protocol.Bind) *protocol.BindResp {
 	if len(a.tunnels) >= MaxTunnelsPerSession {
 		return fail(protocol.CodeNoCapacity, "this session already has %d tunnels, the most one agent may bind", MaxTunnelsPerSession)
 	}
+	if !a.srv.take(a.account) {
+		return fail(protocol.CodeNoCapacity, "this account already has the most tunnels online this relay allows (max_tunnels_per_account); stop some first")
+	}
+	bound := false
+	defer func() {
+		if !bound {
+			a.srv.give(a.account)
+		}
+	}()
 	t := &route.Tunnel{ID: b.TunnelID, Name: b.Name, Proto: b.Proto, TerminateAt: b.TerminateAt, Session: a.sess,
 		AccountID: a.account, Labels: b.Labels}
 	var err error
@@ -345,6 +392,7 @@ func (a *agent) bind(b *protocol.Bind) *protocol.BindResp {
 	}
 	resp.URLs = t.URLs
 	a.tunnels[b.TunnelID] = t
+	bound = true
 	a.srv.cfg.Observer.TunnelStarted(t)
 	if t.Proto == protocol.ProtoLabeled {
 		t.Log.Info("tunnel started")
