@@ -232,7 +232,7 @@ func serve(c *cli.Context, env Env) error {
 	}
 	st, err := store.Open(c.Context, cfg.Database, cfg.Data)
 	if err != nil {
-		return fmt.Errorf("--database: %w", err)
+		return err // store.Open names --database
 	}
 	defer st.Close()
 	var dev devSecrets
