@@ -177,6 +177,11 @@ func (t *Tunnel) Prepare() error {
 		if t.Domain != "" || t.RemoteAddr != "" || t.Cert != nil || t.ClientCAs != nil || t.TerminateAt != "" {
 			return fmt.Errorf("a labeled tunnel takes no --domain, --remote-addr or TLS options: the edges that select it have them")
 		}
+		if len(t.CIDRAllow)+len(t.CIDRDeny)+len(t.BasicAuth)+len(t.RequestHeaderAdd)+len(t.RequestHeaderRemove)+
+			len(t.ResponseHeaderAdd)+len(t.ResponseHeaderRemove) > 0 || t.Compression || t.CircuitBreaker != 0 ||
+			t.VerifyWebhook != "" || t.OAuth != nil || t.ProxyProto != 0 {
+			return fmt.Errorf("a labeled tunnel takes no edge modules (--cidr-*, --basic-auth, headers, ...): set them on the edge routes that select it (docs/edges.md)")
+		}
 	case protocol.ProtoHTTP, protocol.ProtoTCP:
 		if t.Cert != nil || t.ClientCAs != nil || t.TerminateAt != "" {
 			return fmt.Errorf("--crt, --key, --mutual-tls-cas and --terminate-at are for tls tunnels")

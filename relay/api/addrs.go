@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"crypto/rand"
 	"errors"
 	"math/big"
@@ -39,6 +40,9 @@ func (a *API) routeAddrs() {
 		del: func(ctx context.Context, account, id string) error {
 			ra, err := st.GetReservedAddr(ctx, account, id)
 			if err == nil {
+				if edge := a.hostportUser(ctx, account, "", ra.Addr); edge != "" {
+					return fmt.Errorf("%s is served by edge %s: delete the edge first: %w", ra.Addr, edge, store.ErrInUse)
+				}
 				err = st.DeleteReservedAddr(ctx, account, id)
 			}
 			if err == nil {

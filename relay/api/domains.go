@@ -1,18 +1,21 @@
 package api
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"strings"
 	"time"
 
 	"github.com/ferrytunnel/ferry/relay/reserve"
+	"github.com/ferrytunnel/ferry/relay/router"
 	"github.com/ferrytunnel/ferry/relay/store"
 )
 
@@ -107,6 +110,33 @@ func (a *API) domainOut(d store.ReservedDomain) domainJSON {
 		}
 	}
 	return out
+}
+
+// edgeOnDomain returns an edge of account with a hostport the reservation id covers, or "".
+func (a *API) edgeOnDomain(ctx context.Context, account, id string) string {
+	all, err := a.cfg.Store.AllObjects(ctx)
+	if err != nil {
+		return ""
+	}
+	for _, o := range all {
+		if o.AccountID != account || (o.Kind != router.KindHTTPSEdge && o.Kind != router.KindTLSEdge) {
+			continue
+		}
+		var doc struct {
+			Hostports []string `json:"hostports"`
+		}
+		json.Unmarshal(o.Doc, &doc) //nolint:errcheck
+		for _, hp := range doc.Hostports {
+			host, _, err := net.SplitHostPort(hp)
+			if err != nil {
+				host = hp
+			}
+			if res, ok := a.cfg.Domains.Lookup(host); ok && res.ID == id {
+				return o.ID
+			}
+		}
+	}
+	return ""
 }
 
 // Reservation converts a stored reserved domain for the in-memory index.
@@ -272,8 +302,8 @@ func (a *API) checkDomainCert(r *http.Request, d *store.ReservedDomain) *Error {
 		if p.Authority != "letsencrypt" {
 			return badField("certificate_management_policy.authority", "want \"letsencrypt\" (the relay's ACME CA), got %q", p.Authority)
 		}
-		if p.PrivateKeyType != "ecdsa" && p.PrivateKeyType != "rsa" {
-			return badField("certificate_management_policy.private_key_type", "want \"ecdsa\" or \"rsa\", got %q", p.PrivateKeyType)
+		if p.PrivateKeyType != "ecdsa" {
+			return badField("certificate_management_policy.private_key_type", "want \"ecdsa\" (the relay's ACME client issues ECDSA P-256 keys), got %q", p.PrivateKeyType)
 		}
 	}
 	if d.CertificateID == "" {
@@ -399,6 +429,11 @@ func (a *API) deleteDomain(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	d, err := a.cfg.Store.GetReservedDomain(r.Context(), account(r), id)
 	if err == nil {
+		if edge := a.edgeOnDomain(r.Context(), account(r), d.ID); edge != "" {
+			writeErr(w, &Error{Status: http.StatusConflict, Code: "FERRY_IN_USE",
+				Msg: fmt.Sprintf("reserved domain %s (%s) is served by edge %s: delete the edge or drop the hostport first", id, d.Domain, edge)})
+			return
+		}
 		err = a.cfg.Store.DeleteReservedDomain(r.Context(), account(r), id)
 	}
 	if err != nil {

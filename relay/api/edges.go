@@ -451,6 +451,9 @@ func (a *API) checkEdgeTLS(r *http.Request, account string, term *router.TLSTerm
 			return badField("tls_termination.terminate_at", "want \"edge\" or \"upstream\", got %q", term.TerminateAt)
 		}
 	}
+	if tlsEdge && term != nil && term.MinVersion != "" && term.TerminateAt != protocol.TerminateEdge {
+		return badField("tls_termination.min_version", "a minimum TLS version needs terminate_at \"edge\": when TLS passes through, the upstream chooses the version")
+	}
 	if mtls != nil {
 		if tlsEdge && (term == nil || term.TerminateAt != protocol.TerminateEdge) {
 			return badField("mutual_tls", "mutual TLS needs tls_termination.terminate_at \"edge\": the relay must terminate TLS to check client certificates")
@@ -557,7 +560,11 @@ func (a *API) checkRoute(r *http.Request, account, field string, rt *router.Rout
 		}
 	}
 	if _, err := routerHeaders(rt); err != nil {
-		return badField(field+".request_headers", "%v", err)
+		f := field + ".request_headers"
+		if strings.Contains(err.Error(), "response_header") {
+			f = field + ".response_headers"
+		}
+		return badField(f, "%v", err)
 	}
 	if cb := rt.CircuitBreaker; cb != nil && (cb.ErrorThresholdPercentage <= 0 || cb.ErrorThresholdPercentage > 1) {
 		return badField(field+".circuit_breaker.error_threshold_percentage", "want a fraction above 0, at most 1 (0.5 = half the answers 5xx)")
@@ -654,7 +661,7 @@ func checkTCPEdge(a *API, r *http.Request, account, self string, raw []byte) (an
 			return nil, badField(field, "want HOST:PORT of a reserved address, got %q", hp)
 		}
 		if err := a.cfg.Addrs.CanBind(account, port); err != nil {
-			return nil, badField(field, "%v", err)
+			return nil, badField(field, "%s is not a reserved address of this account: reserve one with POST /reserved_addrs and use the addr it returns", hp)
 		}
 		if other := a.hostportUser(r.Context(), account, self, hp); other != "" {
 			return nil, &Error{Status: http.StatusConflict, Code: "FERRY_CONFLICT", Field: field, Msg: fmt.Sprintf("%s: %s is already served by edge %s", field, hp, other)}

@@ -158,6 +158,12 @@ func NewProxy(cfg ProxyConfig) http.Handler {
 			if errors.Is(err, context.Canceled) {
 				return // the client went away
 			}
+			if errors.Is(err, ErrNoTunnel) {
+				cfg.Log.Info("no tunnel online", "remote", r.RemoteAddr, "path", r.URL.Path)
+				errorPage(w, http.StatusBadGateway, "Bad gateway",
+					fmt.Sprintf("No agent serving %s is online.", cfg.Name), "Start one: ferry tunnel --label KEY=VALUE PORT, with the labels this edge's backend selects.")
+				return
+			}
 			var perr *protocol.Error
 			detail := "The relay could not reach the agent serving this tunnel."
 			if errors.As(err, &perr) && perr.Code == protocol.CodeUpstreamRefused {

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"net/http"
@@ -19,6 +20,9 @@ type Routes interface {
 	// TLS returns the backend of the TLS edge serving host, or nil.
 	TLS(host string) *Backend
 }
+
+// ErrNoTunnel says no online tunnel serves an edge's backend.
+var ErrNoTunnel = errors.New("no online tunnel serves this edge's backend")
 
 // Backend is where an edge sends a connection.
 type Backend struct {

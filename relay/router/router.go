@@ -561,7 +561,7 @@ func (w *weighted) candidates() []*route.Tunnel {
 }
 
 // ErrNoTunnel says no online tunnel serves a backend.
-var ErrNoTunnel = errors.New("no online tunnel serves this edge's backend")
+var ErrNoTunnel = edge.ErrNoTunnel
 
 type readier interface{ Ready() error }
 
@@ -616,6 +616,14 @@ func (bl balancer) RoundTrip(req *http.Request) (*http.Response, error) {
 			continue
 		}
 		resp, err := t.Transport.RoundTrip(req)
+		if err == nil && resp.StatusCode == http.StatusBadGateway && resp.Header.Get("Ferry-Error") != "" &&
+			i < len(cands)-1 && (req.Body == nil || req.Body == http.NoBody) {
+			// The agent answered for its upstream (it inspects HTTP, so it took the
+			// stream before dialing): that upstream refused; try the next tunnel.
+			resp.Body.Close()
+			last = fmt.Errorf("tunnel %s: upstream refused", t.Name)
+			continue
+		}
 		if err == nil {
 			return resp, nil
 		}

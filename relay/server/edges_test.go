@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/ferrytunnel/ferry/agent/forward"
+	"github.com/ferrytunnel/ferry/agent/inspect"
 	"github.com/ferrytunnel/ferry/relay/cert/certtest"
 )
 
@@ -116,6 +117,14 @@ func TestHTTPSEdge(t *testing.T) {
 	} else {
 		resp.Body.Close()
 	}
+	// The reservation cannot go while the edge serves it, and a tunnel cannot take the name.
+	ds := c.must(200, "GET", "/reserved_domains", nil)["reserved_domains"].([]any)
+	if code, out := c.do("DELETE", "/reserved_domains/"+ds[0].(map[string]any)["id"].(string), nil); code != 409 {
+		t.Errorf("delete a reservation an edge serves: %d %v, want 409", code, out)
+	}
+	if _, err := r.tryAgent(r.agentConfig(&forward.Tunnel{Name: "x", Proto: "http", Addr: named(t, "x"), Domain: "shop.edges.test"})); err == nil || !strings.Contains(err.Error(), "served by an edge") {
+		t.Errorf("http tunnel on an edge's name: %v, want refused", err)
+	}
 	// Another account cannot put an edge on this account's domain.
 	otherID, _ := r.NewAccount(t, "other")
 	if code, out := r.api(otherID).do("POST", "/edges/https", map[string]any{"hostports": []string{"shop.edges.test:443"}}); code != 400 {
@@ -136,11 +145,14 @@ func TestBackends(t *testing.T) {
 	dead := ln.Addr().String()
 	ln.Close()
 	r.startAgent(&forward.Tunnel{Name: "dead", Proto: "labeled", Labels: map[string]string{"pool": "dead"}, Addr: dead})
+	// The same, inspecting: the agent takes the stream and answers 502 itself.
+	r.startAgent(&forward.Tunnel{Name: "dead-inspected", Proto: "labeled", Labels: map[string]string{"pool": "dead2"}, Addr: dead,
+		Inspect: true, Store: inspect.NewStore()})
 	tg := func(pool string) string {
 		return c.must(201, "POST", "/backends/tunnel_group", map[string]any{"labels": map[string]string{"pool": pool}})["id"].(string)
 	}
-	none, deadG, a, b := tg("nobody"), tg("dead"), tg("a"), tg("b")
-	fo := c.must(201, "POST", "/backends/failover", map[string]any{"backends": []string{none, deadG, b, a}})
+	none, deadG, dead2G, a, b := tg("nobody"), tg("dead"), tg("dead2"), tg("a"), tg("b")
+	fo := c.must(201, "POST", "/backends/failover", map[string]any{"backends": []string{none, deadG, dead2G, b, a}})
 	wt := c.must(201, "POST", "/backends/weighted", map[string]any{"backends": map[string]int{a: 80, b: 20}})
 	if code, out := c.do("POST", "/backends/failover", map[string]any{"backends": []string{"bkdtg_nope"}}); code != 400 {
 		t.Errorf("failover to an unknown backend = %d %v, want 400", code, out)
@@ -152,7 +164,7 @@ func TestBackends(t *testing.T) {
 	hc := r.httpClient(false)
 	for range 5 {
 		if code, body := r.edgeGet(t, hc, "fo.be.test", "/"); code != 200 || body != "b" {
-			t.Errorf("failover GET = %d %q, want 200 from b (nobody and dead skipped)", code, body)
+			t.Errorf("failover GET = %d %q, want 200 from b (nobody and both dead skipped)", code, body)
 		}
 	}
 	const n = 400

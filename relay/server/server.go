@@ -379,6 +379,10 @@ func (s *Server) Serve(ctx context.Context) error {
 		HasCert: s.hasCert,
 		Version: s.opts.Version, Log: s.log, Capabilities: s.opts.Capabilities, Observer: s.observer,
 		OAuth: s.tunnelOAuth, MaxTunnelsPerAccount: c.MaxTunnelsPerAccount,
+		EdgeServes: func(name string) bool {
+			snap := s.router.Current()
+			return snap.HTTPS(name) != nil || snap.TLS(name) != nil
+		},
 	})
 
 	var wg sync.WaitGroup

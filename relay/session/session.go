@@ -79,6 +79,9 @@ type Config struct {
 	Version string
 	// OAuth builds the login module an http tunnel asked for (nil: refused).
 	OAuth func(name string, o *protocol.BindOAuth) (Middleware, error)
+	// EdgeServes reports whether an HTTPS or TLS edge serves a name (edges take the
+	// name's traffic, so a tunnel binding it would get none); nil: no edges.
+	EdgeServes func(name string) bool
 	// MaxTunnelsPerAccount bounds an account's online tunnels (0: the default; negative:
 	// no limit).
 	MaxTunnelsPerAccount int
@@ -479,6 +482,10 @@ func (a *agent) bindHost(b *protocol.Bind, t *route.Tunnel) error {
 				code = protocol.CodeBindConflict
 			}
 			return protocol.Errorf(code, "--domain %v", err)
+		}
+		if cfg.EdgeServes != nil && cfg.EdgeServes(name) {
+			return protocol.Errorf(protocol.CodeBindConflict,
+				"--domain %s is served by an edge, which would take all its traffic: run a labeled tunnel (ferry tunnel --label ...) that the edge's backend selects, or remove the edge", name)
 		}
 		t.Host = name
 		a.initTunnel(t)
