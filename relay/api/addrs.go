@@ -2,9 +2,9 @@ package api
 
 import (
 	"context"
-	"fmt"
 	"crypto/rand"
 	"errors"
+	"fmt"
 	"math/big"
 	"net"
 	"net/http"
