@@ -41,6 +41,7 @@ type TunnelRequest struct {
 	Crt                  string              `json:"crt"`
 	Key                  string              `json:"key"`
 	MutualTLSCAs         string              `json:"mutual_tls_cas"`
+	Labels               []string            `json:"labels"`
 	TerminateAt          string              `json:"terminate_at"`
 	Inspect              *bool               `json:"inspect"`
 	HostHeader           string              `json:"host_header"`
@@ -62,11 +63,13 @@ type TunnelRequest struct {
 
 // Tunnel is one public URL of a tunnel, as ngrok's agent API lists it.
 type Tunnel struct {
-	Name      string       `json:"name"`
-	URI       string       `json:"uri"`
-	PublicURL string       `json:"public_url"`
-	Proto     string       `json:"proto"`
-	Config    TunnelConfig `json:"config"`
+	Name      string `json:"name"`
+	URI       string `json:"uri"`
+	PublicURL string `json:"public_url"`
+	Proto     string `json:"proto"`
+	// Labels are a labeled tunnel's labels (it has no public URL of its own).
+	Labels map[string]string `json:"labels,omitempty"`
+	Config TunnelConfig      `json:"config"`
 }
 
 // TunnelConfig is the upstream side of a tunnel.
@@ -141,6 +144,12 @@ func listOne(l TunnelLister, name string) []Tunnel {
 func List(l TunnelLister) []Tunnel {
 	out := []Tunnel{}
 	for _, s := range l.Tunnels() {
+		if len(s.Tunnel.Labels) > 0 {
+			name := s.Tunnel.Name
+			out = append(out, Tunnel{Name: name, URI: "/api/tunnels/" + url.PathEscape(name), Proto: "labeled", Labels: s.Tunnel.Labels,
+				Config: TunnelConfig{Addr: s.Tunnel.Upstream(), Inspect: s.Tunnel.Inspect}})
+			continue
+		}
 		for i, u := range s.URLs {
 			scheme, _, _ := strings.Cut(u, "://")
 			name := s.Tunnel.Name

@@ -734,11 +734,14 @@ func (a agentTunnels) StopTunnel(name string) error       { return a.c.RemoveTun
 
 // StartTunnel builds a tunnel like a config-file one and starts it.
 func (a agentTunnels) StartTunnel(ctx context.Context, req api.TunnelRequest) error {
+	if req.Proto == "" && len(req.Labels) > 0 {
+		req.Proto = "labeled"
+	}
 	spec := tunnelSpec{name: req.Name, proto: req.Proto, addr: req.Addr, domain: req.Domain, remoteAddr: req.RemoteAddr,
 		terminateAt: req.TerminateAt, crt: req.Crt, key: req.Key, mutualTLSCAs: req.MutualTLSCAs, hostHeader: req.HostHeader,
 		proxyProto: req.ProxyProto, basicAuth: req.BasicAuth, cidrAllow: req.CIDRAllow, cidrDeny: req.CIDRDeny,
 		headers:     [4][]string{req.RequestHeaderAdd, req.RequestHeaderRemove, req.ResponseHeaderAdd, req.ResponseHeaderRemove},
-		compression: req.Compression, circuitBreaker: req.CircuitBreaker, webhook: [2]string{req.VerifyWebhook, req.VerifyWebhookSecret}, oauth: req.OAuth, inspect: req.Proto == "http" && (req.Inspect == nil || *req.Inspect),
+		compression: req.Compression, circuitBreaker: req.CircuitBreaker, webhook: [2]string{req.VerifyWebhook, req.VerifyWebhookSecret}, oauth: req.OAuth, labels: req.Labels, inspect: (req.Proto == "http" || req.Proto == "labeled") && (req.Inspect == nil || *req.Inspect),
 		upstreamTLSVerify: req.UpstreamTLSVerify == nil || *req.UpstreamTLSVerify,
 		optKey:            func(o string) string { return strings.ReplaceAll(o, "-", "_") }}
 	t, err := spec.build()
