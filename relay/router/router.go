@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 
 	"github.com/ferrytunnel/ferry/protocol"
@@ -157,6 +158,9 @@ type Deps struct {
 	SAMLKey func() (crypto.Signer, *x509.Certificate, error)
 	// AuthClient calls OAuth/OIDC providers (nil: the module's default client).
 	AuthClient *http.Client
+	// Breakers keeps routes' circuit breakers across compiles (keyed by route id and
+	// threshold), so an unrelated API change does not close an open circuit; nil: fresh.
+	Breakers *sync.Map
 }
 
 // Compile builds a snapshot from every stored object. An object that cannot be compiled
@@ -270,8 +274,20 @@ func (c *compiler) routeHandler(account, name string, rt Route, log *slog.Logger
 		m.Webhook = edge.MiddlewareFunc(v.Middleware)
 	}
 	if cb := rt.CircuitBreaker; cb != nil {
-		if m.Breaker, err = module.NewBreaker(name+rt.Match, cb.ErrorThresholdPercentage); err != nil {
-			return nil, err
+		key := fmt.Sprintf("%s|%g", rt.ID, cb.ErrorThresholdPercentage)
+		var kept any
+		if c.d.Breakers != nil {
+			kept, _ = c.d.Breakers.Load(key)
+		}
+		if b, ok := kept.(*module.Breaker); ok {
+			m.Breaker = b
+		} else {
+			if m.Breaker, err = module.NewBreaker(name+rt.Match, cb.ErrorThresholdPercentage); err != nil {
+				return nil, err
+			}
+			if c.d.Breakers != nil {
+				c.d.Breakers.Store(key, m.Breaker)
+			}
 		}
 	}
 	m.Compression = rt.Compression != nil && rt.Compression.Enabled

@@ -308,6 +308,11 @@ func TestRouteModules(t *testing.T) {
 	if !opened {
 		t.Error("circuit breaker never opened after 40 upstream 500s")
 	}
+	// An unrelated change through the API does not close the open circuit.
+	c.must(201, "POST", "/ip_policies", map[string]any{"action": "allow", "cidrs": []string{"192.0.2.0/24"}})
+	if code, _ := r.edgeGet(t, hc, "mods.edges.test", "/fail"); code != http.StatusServiceUnavailable {
+		t.Errorf("after an unrelated API change: %d, want the circuit still open (503)", code)
+	}
 
 	// Mutual TLS on the edge: no client certificate, no connection.
 	ca := certtest.NewCA(t, "Edge Client CA")

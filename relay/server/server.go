@@ -80,6 +80,7 @@ type Server struct {
 	router     router.Router
 	observer   *route.Observer
 	saml       samlKey
+	breakers   sync.Map // route circuit breakers, kept across edge recompiles
 	authClient *http.Client // for OAuth/OIDC providers, with --oauth-ca-roots
 	metricsLn  net.Listener
 	tcpEdges   map[int]net.Listener // listeners of TCP edges, by port
@@ -803,7 +804,7 @@ func (s *Server) compileEdges(tcpHost string) {
 		return
 	}
 	snap := router.Compile(objs, router.Deps{Table: s.table, Log: s.log.With("component", "edges"), Observer: s.observer,
-		CookieSecret: s.keybox.DeriveKey("oauth cookies")[:], SAMLKey: s.samlKey, AuthClient: s.authClient})
+		CookieSecret: s.keybox.DeriveKey("oauth cookies")[:], SAMLKey: s.samlKey, AuthClient: s.authClient, Breakers: &s.breakers})
 	s.router.Set(snap)
 	if s.observer != nil {
 		s.observer.Events.SetSubscriptions(api.Subscriptions(objs))
