@@ -80,7 +80,7 @@ type Server struct {
 	router     router.Router
 	observer   *route.Observer
 	saml       samlKey
-	breakers   sync.Map // route circuit breakers, kept across edge recompiles
+	breakers   sync.Map     // route circuit breakers, kept across edge recompiles
 	authClient *http.Client // for OAuth/OIDC providers, with --oauth-ca-roots
 	metricsLn  net.Listener
 	tcpEdges   map[int]net.Listener // listeners of TCP edges, by port
