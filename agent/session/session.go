@@ -351,7 +351,12 @@ func (c *Client) runSession(ctx context.Context, established *bool) error {
 	c.mu.Lock()
 	c.transportName = sess.Name()
 	c.mu.Unlock()
-	defer sess.CloseWithError(protocol.CodeClosed, "agent closing")
+	draining := false // the relay went away: the session stays up for its streams in flight
+	defer func() {
+		if !draining {
+			sess.CloseWithError(protocol.CodeClosed, "agent closing")
+		}
+	}()
 	ctrl, err := sess.OpenStream(ctx)
 	if err != nil {
 		return &Error{Kind: KindUnreachable, Err: fmt.Errorf("open control stream: %w", err)}
@@ -366,11 +371,16 @@ func (c *Client) runSession(ctx context.Context, established *bool) error {
 	go func() { readErr <- cs.readLoop(c) }()
 
 	sctx, scancel := context.WithCancel(ctx)
-	defer scancel()
 	var wg sync.WaitGroup
-	defer wg.Wait()
-	// Runs before wg.Wait: ending the session ends the streams the goroutines serve.
-	defer sess.CloseWithError(protocol.CodeClosed, "agent closing")
+	defer func() {
+		if draining {
+			return
+		}
+		scancel()
+		// Before wg.Wait: ending the session ends the streams the goroutines serve.
+		sess.CloseWithError(protocol.CodeClosed, "agent closing")
+		wg.Wait()
+	}()
 	wg.Go(func() { c.acceptLoop(sctx, sess) })
 
 	c.bindMu.Lock()
@@ -400,7 +410,24 @@ func (c *Client) runSession(ctx context.Context, established *bool) error {
 		sess.CloseWithError(protocol.CodeClosed, "agent shutting down")
 		return nil
 	case err := <-readErr:
-		scancel()
+		var ga *goAwayError
+		if errors.As(err, &ga) {
+			// Connect again now (the tunnels come back with their URLs) while this
+			// session carries what is in flight; the relay closes it when that is done.
+			draining = true
+			c.log.Info("relay going away; reconnecting, connections in flight continue", "reason", ga.reason)
+			go func() {
+				select {
+				case <-sess.Context().Done():
+				case <-ctx.Done():
+				case <-time.After(MaxDrain):
+				}
+				scancel()
+				sess.CloseWithError(protocol.CodeClosed, "agent closing")
+				wg.Wait()
+			}()
+			return &Error{Kind: KindUnreachable, Err: err}
+		}
 		return &Error{Kind: KindUnreachable, Err: err}
 	case <-sess.Context().Done():
 		scancel()
@@ -527,6 +554,15 @@ func hostPort(u string) (string, string) {
 	}
 	return h, p
 }
+
+// goAwayError is the relay saying it is going away (shutting down or restarting).
+type goAwayError struct{ reason string }
+
+func (e *goAwayError) Error() string { return "relay is going away: " + e.reason }
+
+// MaxDrain bounds how long a session the relay sent away is kept for its connections in
+// flight (the relay closes it sooner, when they finish or its drain times out).
+const MaxDrain = 5 * time.Minute
 
 func (c *Client) acceptLoop(ctx context.Context, sess transport.Session) {
 	var wg sync.WaitGroup
@@ -658,7 +694,7 @@ func (cs *control) readLoop(c *Client) error {
 		case protocol.TypeGoAway:
 			var g protocol.GoAway
 			protocol.Decode(t, body, &g) //nolint:errcheck
-			return fmt.Errorf("relay is going away: %s", g.Reason)
+			return &goAwayError{reason: g.Reason}
 		case protocol.TypeError:
 			var e protocol.Error
 			if err := protocol.Decode(t, body, &e); err != nil {

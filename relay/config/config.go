@@ -10,6 +10,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/BurntSushi/toml"
 )
@@ -71,6 +72,10 @@ type Config struct {
 	// OAuth/OIDC providers and SAML metadata URLs (a company's own issuer); empty: the
 	// system roots only.
 	OAuthCARoots string `toml:"oauth_ca_roots"`
+	// DrainTimeout is how long a stopping relay (SIGTERM, Ctrl-C) lets connections in
+	// flight finish after it stopped accepting and told agents to reconnect. Default "30s";
+	// "0s" closes everything at once.
+	DrainTimeout string `toml:"drain_timeout"`
 	// MaxTunnelsPerAccount bounds the tunnels one account may have online at once, over
 	// all its agents (default 5000; -1: no limit).
 	MaxTunnelsPerAccount int `toml:"max_tunnels_per_account"`
@@ -259,6 +264,11 @@ func (c *Config) Validate() error {
 	if d := c.Database; d != "" && !strings.HasPrefix(d, "sqlite:") && !strings.HasPrefix(d, "postgres://") && !strings.HasPrefix(d, "postgresql://") {
 		errs = append(errs, fmt.Errorf("--database %q: want empty (SQLite in --data), sqlite:PATH or postgres://USER@HOST/DB", d))
 	}
+	if d := c.DrainTimeout; d != "" {
+		if v, err := time.ParseDuration(d); err != nil || v < 0 {
+			errs = append(errs, fmt.Errorf("--drain-timeout %q: want a duration such as 30s or 2m (0s: no draining)", d))
+		}
+	}
 	if c.ACMEEmail != "" && !strings.Contains(c.ACMEEmail, "@") {
 		errs = append(errs, fmt.Errorf("--acme-email %q: want an email address for the ACME account", c.ACMEEmail))
 	}
@@ -273,4 +283,13 @@ func (c *Config) Validate() error {
 		errs = append(errs, fmt.Errorf("--log-level %q: want debug, info, warn or error", c.LogLevel))
 	}
 	return errors.Join(errs...)
+}
+
+// Drain returns DrainTimeout as a duration (30 s when unset).
+func (c *Config) Drain() time.Duration {
+	if c.DrainTimeout == "" {
+		return 30 * time.Second
+	}
+	d, _ := time.ParseDuration(c.DrainTimeout)
+	return d
 }

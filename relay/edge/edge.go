@@ -223,7 +223,8 @@ func (e *Edge) handleTLS(raw net.Conn) {
 		return
 	}
 	if e.cfg.Agent != nil && slices.Contains(hello.ALPN, protocol.ALPN) {
-		unlimit(raw) // agents are not public clients; the session server has its own limits
+		unlimit(raw)        // agents are not public clients; the session server has its own limits
+		e.conns.remove(raw) // nor do they count as public connections to drain
 		e.cfg.Agent(c)
 		return
 	}
@@ -374,6 +375,28 @@ func (e *Edge) join(c net.Conn, st transport.Stream, t *route.Tunnel) {
 	t.Log.Debug("connection closed", "remote", c.RemoteAddr(), "bytes_in", in, "bytes_out", out)
 }
 
+// Drain lets the connections in flight finish, until ctx ends: the HTTP servers finish
+// their requests (idle keep-alive connections close), joined connections run until either
+// side closes. New connections must already be refused (the caller closed the
+// listeners). It reports whether everything finished before ctx ended.
+func (e *Edge) Drain(ctx context.Context) bool {
+	var wg sync.WaitGroup
+	wg.Go(func() { e.https.Shutdown(ctx) }) //nolint:errcheck // ctx ending is the answer
+	wg.Go(func() { e.plain.Shutdown(ctx) }) //nolint:errcheck
+	e.httpsLn.Close()
+	wg.Wait()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for e.conns.len() > 0 {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+			return false
+		}
+	}
+	return true
+}
+
 // Close stops the HTTP servers and closes every public connection, then waits for the
 // connection goroutines to end. Listeners are the caller's to close.
 func (e *Edge) Close() {
@@ -403,6 +426,12 @@ func (s *connSet) remove(c net.Conn) {
 	s.mu.Lock()
 	delete(s.m, c)
 	s.mu.Unlock()
+}
+
+func (s *connSet) len() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.m)
 }
 
 func (s *connSet) closeAll() {

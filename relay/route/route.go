@@ -289,6 +289,26 @@ func (tb *Table) Remove(t *Tunnel) {
 	}
 }
 
+// RemoveAll unbinds every tunnel (closing tcp tunnels' listeners): a stopping relay
+// routes no new connection, while the ones already joined carry on.
+func (tb *Table) RemoveAll() {
+	tb.mu.RLock()
+	var all []*Tunnel
+	for _, t := range tb.hosts {
+		all = append(all, t)
+	}
+	for _, t := range tb.ports {
+		all = append(all, t)
+	}
+	for _, ts := range tb.labeled {
+		all = append(all, ts...)
+	}
+	tb.mu.RUnlock()
+	for _, t := range all {
+		tb.Remove(t)
+	}
+}
+
 // Len returns the number of bound names and ports.
 func (tb *Table) Len() int {
 	tb.mu.RLock()

@@ -363,6 +363,10 @@ func (s *Server) Serve(ctx context.Context) error {
 		plainHTTP = m.HTTPHandler
 	}
 	s.startObserver()
+	// Sessions outlive ctx by the drain: agents are told to go away, and their sessions
+	// carry the connections in flight until those finish or the drain times out.
+	sessCtx, stopSessions := context.WithCancelCause(context.WithoutCancel(ctx))
+	defer stopSessions(nil)
 	s.edge = edge.New(edge.Config{Table: s.table, Certificate: s.certificate, Log: s.log, TerminationConfig: s.terminationConfig,
 		Observer: s.observer, MaxConnsPerIP: c.MaxConnsPerIP,
 		Challenge: challenge, PlainHTTP: plainHTTP, HTTPSPort: portOf(s.HTTPSAddr()), TLSOnly: s.tlsOnly,
@@ -372,7 +376,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			}
 			return nil
 		},
-		Agent: func(c net.Conn) { s.serveTCPAgent(ctx, sessions, c, agentTLS) }})
+		Agent: func(c net.Conn) { s.serveTCPAgent(sessCtx, sessions, c, agentTLS) }})
 	sessions = session.NewServer(session.Config{
 		Table: s.table, Edge: s.edge, Auth: s.opts.Auth, Domain: c.Domain, Domains: s.domains, Addrs: s.addrs,
 		HTTPSPort: portOf(s.HTTPSAddr()), HTTPPort: portOf(s.HTTPAddr()),
@@ -410,7 +414,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			if err != nil {
 				return
 			}
-			wg.Go(func() { sessions.Serve(ctx, transport.NewQUICSession(qc)) }) //nolint:errcheck // logged inside
+			wg.Go(func() { sessions.Serve(sessCtx, transport.NewQUICSession(qc)) }) //nolint:errcheck // logged inside
 		}
 	})
 	s.manageReserved()
@@ -418,9 +422,10 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.log.Info("relay started", "quic", s.QUICAddr(), "https", s.HTTPSAddr(), "http", s.HTTPAddr(), "api", s.APIAddr(),
 		"domain", c.Domain, "tcp_ports", c.TCPPorts)
 	<-ctx.Done()
-	s.log.Info("relay shutting down")
-	// Stop accepting, end public connections, let each session tell its agent (GoAway and
-	// a shutting_down close), and only then close the QUIC socket.
+	drain := c.Drain()
+	s.log.Info("relay shutting down", "drain_timeout", drain)
+	// Stop accepting, tell agents to go away, let connections in flight finish (up to the
+	// drain timeout), end the rest and the sessions, and only then close the QUIC socket.
 	s.quicLn.Listener.Close()
 	s.closeListeners(false)
 	s.edgeMu.Lock()
@@ -435,6 +440,18 @@ func (s *Server) Serve(ctx context.Context) error {
 	if metricsServer != nil {
 		metricsServer.Close()
 	}
+	if drain > 0 {
+		s.table.RemoveAll() // no new public connection is routed, tcp tunnel ports close
+		sessions.GoAwayAll("relay shutting down")
+		dctx, cancel := context.WithTimeout(context.Background(), drain)
+		if s.edge.Drain(dctx) {
+			s.log.Info("connections in flight finished")
+		} else {
+			s.log.Warn("drain timeout: closing the connections still open", "drain_timeout", drain)
+		}
+		cancel()
+	}
+	stopSessions(context.Cause(ctx))
 	s.edge.Close()
 	wg.Wait()
 	s.quicLn.Close()

@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferrytunnel/ferry/agent/tlsconf"
@@ -99,7 +100,26 @@ type Server struct {
 	authLimit *authLimiter
 
 	mu     sync.Mutex
-	online map[string]int // online tunnels per account
+	online map[string]int      // online tunnels per account
+	agents map[*agent]struct{} // connected agents, for GoAwayAll
+}
+
+// GoAwayAll tells every connected agent the relay is going away, so they connect again
+// (to this relay once it is back, or another); their sessions stay up, so connections
+// already flowing finish, until the sessions' context ends.
+func (s *Server) GoAwayAll(reason string) {
+	s.mu.Lock()
+	as := make([]*agent, 0, len(s.agents))
+	for a := range s.agents {
+		as = append(as, a)
+	}
+	s.mu.Unlock()
+	for _, a := range as {
+		if !a.ready.Load() {
+			continue // still in its handshake; it will be closed with the session
+		}
+		a.send(protocol.TypeGoAway, &protocol.GoAway{Reason: reason}) //nolint:errcheck // best effort
+	}
 }
 
 // take reserves a tunnel slot for account, or says the account is full.
@@ -153,13 +173,25 @@ type agent struct {
 	ctrl    transport.Stream
 	writeMu sync.Mutex
 	tunnels map[uint32]*route.Tunnel
-	account string // set by a successful Auth
+	account string      // set by a successful Auth
+	ready   atomic.Bool // the control stream is set up (GoAwayAll may write to it)
 }
 
 // Serve runs one agent session until it ends, then releases its tunnels.
 func (s *Server) Serve(ctx context.Context, sess transport.Session) error {
 	a := &agent{srv: s, sess: sess, tunnels: make(map[uint32]*route.Tunnel),
 		log: s.cfg.Log.With("agent", sess.RemoteAddr().String())}
+	s.mu.Lock()
+	if s.agents == nil {
+		s.agents = make(map[*agent]struct{})
+	}
+	s.agents[a] = struct{}{}
+	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		delete(s.agents, a)
+		s.mu.Unlock()
+	}()
 	defer a.releaseAll()
 	err := a.run(ctx)
 	var perr *protocol.Error
@@ -225,6 +257,7 @@ func (a *agent) run(ctx context.Context) error {
 		return err
 	}
 	ctrl.SetReadDeadline(time.Time{})
+	a.ready.Store(true)
 	a.log.Info("agent connected", "agent_version", hello.AgentVersion, "os", hello.OS, "transport", a.sess.Name())
 	a.srv.metrics().SessionOpened(a.sess.Name())
 	defer a.srv.metrics().SessionClosed(a.sess.Name())

@@ -81,6 +81,7 @@ func Start(t testing.TB, o Options) *Relay {
 		QUICAddr: "127.0.0.1:0", HTTPSAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
 		TCPPorts: fmt.Sprintf("%d-%d", low, low+99), Domain: Domain, Data: dir,
 		LogFormat: "logfmt", LogLevel: "info", APIAddr: o.APIAddr,
+		DrainTimeout: "0s", // tests that drain set it with Configure
 	}
 	if o.Configure != nil {
 		o.Configure(&cfg)
