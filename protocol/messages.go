@@ -287,7 +287,14 @@ type UnbindResp struct {
 // Heartbeat asks the peer to echo Seq (TypeHeartbeat, answered by TypeHeartbeatAck with the same body).
 type Heartbeat struct {
 	Seq uint64 `json:"seq"`
+	// Pad makes the packet big enough that a relay restarted after a crash answers it
+	// with a QUIC stateless reset (quic-go ignores packets of 42 bytes or fewer), so the
+	// agent notices within one heartbeat. Ignored by the receiver.
+	Pad string `json:"pad,omitempty"`
 }
+
+// HeartbeatPad is what agents put in Heartbeat.Pad.
+const HeartbeatPad = "................................"
 
 // GoAway tells the agent the relay is shutting down (TypeGoAway).
 type GoAway struct {

@@ -27,6 +27,8 @@
 #             (openssl s_client sees its issuer; curl verifies against its CA); the
 #             database holds no private key; a reserved TCP address binds; a bad API
 #             key exits 3
+#   restart   the relay killed with SIGKILL and started again: the agent's reserved name,
+#             with its uploaded certificate, is served again within 5 s
 #   secrets   no authtoken, API key or private key appears in any process's log
 #   edges     ferry tunnel --label behind an HTTPS edge made through the API: a tunnel
 #             group route and a fixed-response route, plain HTTP redirected
@@ -592,6 +594,35 @@ fetch "https://$EDGE_HOST:$TLS_PORT/tea"
 check_eq edge-fixed-response "$CODE $BODY" "418 teapot"
 fetch "http://$EDGE_HOST:$HTTP_PORT/plain"
 check_eq edge-plain-redirect "$CODE" 308
+
+# ---- the relay killed (SIGKILL, no goodbye) and started again -------------------
+
+kill -KILL "$RELAY_PID" 2>/dev/null
+wait "$RELAY_PID" 2>/dev/null || true
+restarted_at=$(date +%s%N)
+start relay2 "$RELAY" --dev --data "$TMP/data" \
+	--quic-addr "127.0.0.1:$TLS_PORT" --https-addr "127.0.0.1:$TLS_PORT" \
+	--http-addr "127.0.0.1:$HTTP_PORT" --tcp-ports "$TCP_PORTS" --api-addr "127.0.0.1:$API_PORT"
+RELAY_PID=$LAST_PID
+if ! wait_log "$TMP/relay2.log" 'msg="relay started"' "$RELAY_PID"; then
+	fatal "restart-relay" "got $(show "$(cat "$TMP/relay2.log")") want the relay to start again on the same data"
+fi
+back=""
+for ((i = 0; i < 100; i++)); do
+	fetch "https://$CUSTOM:$TLS_PORT/after-kill" --cacert "$TMP/shopca.pem"
+	if [ "$CODE" = 200 ]; then
+		back=$((($(date +%s%N) - restarted_at) / 1000000))
+		break
+	fi
+	sleep 0.1
+done
+if [ -n "$back" ] && [ "$back" -le 5000 ]; then
+	pass "relay-killed-tunnel-back-within-5s"
+	echo "     (the agent's reserved name served again $back ms after the relay was started again)"
+else
+	fail relay-killed-tunnel-back-within-5s "got $(show "$CODE after ${back:-10000+} ms") want 200 within 5000 ms of the restart"
+fi
+check_has relay-killed-same-certificate "$BODY" '"path": "/after-kill"'
 
 # ---- secrets never in a log line ---------------------------------------------
 

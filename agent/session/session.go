@@ -40,7 +40,9 @@ type Config struct {
 	// (default 4, with 1s, 2s, 4s backoff between). After a session was up, the client
 	// reconnects until its context ends.
 	ConnectAttempts int
-	// HeartbeatInterval is how often RTT is measured (default 10s).
+	// HeartbeatInterval is how often RTT is measured (default 2s). A heartbeat is also
+	// what makes a restarted relay answer a stateless reset (QUIC keep-alive PINGs are too
+	// small to draw one), so it bounds how long an agent takes to notice a killed relay.
 	HeartbeatInterval time.Duration
 	// Backoff is the first reconnect delay (default 1s); it doubles up to 30s, with jitter.
 	Backoff time.Duration
@@ -109,7 +111,7 @@ func New(cfg Config) *Client {
 		cfg.ConnectAttempts = 4
 	}
 	if cfg.HeartbeatInterval == 0 {
-		cfg.HeartbeatInterval = 10 * time.Second
+		cfg.HeartbeatInterval = 2 * time.Second
 	}
 	if cfg.Backoff == 0 {
 		cfg.Backoff = time.Second
@@ -649,7 +651,7 @@ func (cs *control) ping(seq uint64) error {
 	cs.mu.Lock()
 	cs.pings[seq] = time.Now()
 	cs.mu.Unlock()
-	return cs.write(protocol.TypeHeartbeat, &protocol.Heartbeat{Seq: seq})
+	return cs.write(protocol.TypeHeartbeat, &protocol.Heartbeat{Seq: seq, Pad: protocol.HeartbeatPad})
 }
 
 func (cs *control) readLoop(c *Client) error {

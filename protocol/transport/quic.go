@@ -138,7 +138,12 @@ type QUICListener struct {
 }
 
 // ListenQUIC listens for agents on a UDP address.
-func ListenQUIC(addr string, tlsConf *tls.Config) (*QUICListener, error) {
+//
+// resetKey, when set, makes the relay answer packets of connections it does not know
+// with a stateless reset that agents accept: with the same key across restarts, an agent
+// whose relay was killed learns it from the first packet after the restart, instead of
+// waiting out the idle timeout.
+func ListenQUIC(addr string, tlsConf *tls.Config, resetKey *[32]byte) (*QUICListener, error) {
 	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("listen quic %s: %w", addr, err)
@@ -150,6 +155,10 @@ func ListenQUIC(addr string, tlsConf *tls.Config) (*QUICListener, error) {
 	tlsConf = tlsConf.Clone()
 	tlsConf.NextProtos = []string{protocol.ALPN}
 	tr := &quic.Transport{Conn: conn}
+	if resetKey != nil {
+		k := quic.StatelessResetKey(*resetKey)
+		tr.StatelessResetKey = &k
+	}
 	ln, err := tr.Listen(tlsConf, QUICConfig())
 	if err != nil {
 		conn.Close()

@@ -249,7 +249,7 @@ func (s *Server) Listen() (err error) {
 	}()
 	c := &s.opts.Config
 	tlsConf := &tls.Config{Certificates: []tls.Certificate{*s.cert}, MinVersion: tls.VersionTLS13}
-	if s.quicLn, err = transport.ListenQUIC(c.QUICAddr, tlsConf); err != nil {
+	if s.quicLn, err = transport.ListenQUIC(c.QUICAddr, tlsConf, s.keybox.DeriveKey("quic stateless reset")); err != nil {
 		return fmt.Errorf("--quic-addr %s: %w", c.QUICAddr, err)
 	}
 	if c.HTTPSAddr != "" {
