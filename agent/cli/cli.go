@@ -821,12 +821,21 @@ func firstNonEmpty(vs ...string) string {
 // loginFlags reads --oauth or --oidc and their options (nil: neither).
 func loginFlags(c *cli.Context) *protocol.BindOAuth {
 	switch {
+	case c.String("oauth") != "" && c.String("oidc") != "":
+		return &protocol.BindOAuth{Provider: "--oauth and --oidc together"}
 	case c.String("oauth") != "":
 		return &protocol.BindOAuth{Provider: c.String("oauth"), ClientID: c.String("oauth-client-id"), ClientSecret: c.String("oauth-client-secret"),
 			Scopes: c.StringSlice("oauth-scope"), AllowEmails: c.StringSlice("oauth-allow-email"), AllowDomains: c.StringSlice("oauth-allow-domain")}
 	case c.String("oidc") != "":
 		return &protocol.BindOAuth{Provider: "oidc", Issuer: c.String("oidc"), ClientID: c.String("oidc-client-id"), ClientSecret: c.String("oidc-client-secret"),
 			Scopes: c.StringSlice("oidc-scope"), AllowEmails: c.StringSlice("oidc-allow-email"), AllowDomains: c.StringSlice("oidc-allow-domain")}
+	}
+	for _, f := range []string{"oauth-client-id", "oauth-client-secret", "oauth-scope", "oauth-allow-email", "oauth-allow-domain",
+		"oidc-client-id", "oidc-client-secret", "oidc-scope", "oidc-allow-email", "oidc-allow-domain"} {
+		if c.IsSet(f) {
+			// A login option without its provider must not start an open tunnel.
+			return &protocol.BindOAuth{Provider: "--" + f + " without --oauth PROVIDER or --oidc ISSUER"}
+		}
 	}
 	return nil
 }

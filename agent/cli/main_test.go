@@ -86,6 +86,9 @@ func TestMainUsageErrors(t *testing.T) {
 		{"missing named config", []string{"http", "8080", "--config", filepath.Join(dir, "none.toml")}, []string{"config file", "none.toml"}},
 		{"add-authtoken without token", []string{"config", "add-authtoken"}, []string{"usage: ferry config add-authtoken TOKEN"}},
 		{"add-authtoken with two tokens", []string{"config", "add-authtoken", "a", "b"}, []string{"usage: ferry config add-authtoken TOKEN"}},
+		{"login option without its provider", append([]string{"http", "8080", "--oauth-client-id", "x", "--oauth-client-secret", "y"}, relayFlags...), []string{"--oauth-client-id without --oauth PROVIDER", "open to anyone"}},
+		{"--oauth and --oidc together", append([]string{"http", "8080", "--oauth", "github", "--oidc", "https://id.example"}, relayFlags...), []string{"--oauth and --oidc together"}},
+		{"labeled tunnel with a module flag", append([]string{"tunnel", "8080", "--label", "edge=web", "--cidr-allow", "10.0.0.0/8"}, relayFlags...), []string{"takes no edge modules"}},
 		{"config check of a missing named file", []string{"config", "check", "--config", filepath.Join(dir, "none.toml")}, []string{"none.toml"}},
 	}
 	for _, tt := range tests {

@@ -161,6 +161,12 @@ func (f *File) Check() []error {
 		if t.Addr == "" {
 			errs = append(errs, fmt.Errorf("%s: tunnels.%s: addr is required (a port, HOST:PORT or URL)", at(toml.Key{"tunnels", name}), name))
 		}
+		if t.OAuth != nil && t.OIDC != nil {
+			errs = append(errs, fmt.Errorf("%s: tunnels.%s: an [oauth] and an [oidc] table: keep one", at(toml.Key{"tunnels", name, "oidc"}), name))
+		}
+		if (t.OAuth != nil || t.OIDC != nil) && t.Proto != "http" {
+			errs = append(errs, fmt.Errorf("%s: tunnels.%s: a login ([oauth] or [oidc]) is for http tunnels", at(toml.Key{"tunnels", name}), name))
+		}
 		switch t.TerminateAt {
 		case "", "edge", "agent", "upstream":
 		default:

@@ -367,6 +367,8 @@ func (t *Tunnel) prepareModules() error {
 		switch {
 		case t.Proto != protocol.ProtoHTTP:
 			return fmt.Errorf("%s is for http tunnels", flag)
+		case strings.HasPrefix(o.Provider, "--"):
+			return fmt.Errorf("%s: a login needs its provider, or the tunnel would be open to anyone", o.Provider)
 		case !slices.Contains([]string{"github", "google", "microsoft", "facebook", "oidc"}, o.Provider):
 			return fmt.Errorf("--oauth %q: want github, google, microsoft or facebook (or --oidc ISSUER)", o.Provider)
 		case o.ClientID == "" || o.ClientSecret == "":

@@ -55,13 +55,34 @@ func Subscriptions(objs []store.Object) []events.Subscription {
 	return out
 }
 
-func checkEventSubscription(a *API, _ *http.Request, account, self string, raw []byte) (any, *Error) {
+func checkEventSubscription(a *API, r *http.Request, account, self string, raw []byte) (any, *Error) {
 	var d EventSubscription
 	if e := strict(raw, &d); e != nil {
 		return nil, e
 	}
 	if len(d.Destinations) > 10 {
 		return nil, badField("destinations", "at most 10")
+	}
+	if self != "" { // a subscription sent back as shown keeps its stored secrets
+		if o, err := a.cfg.Store.GetObject(r.Context(), account, kindEventSubscription, self); err == nil {
+			var old EventSubscription
+			json.Unmarshal(o.Doc, &old) //nolint:errcheck
+			for i := range d.Destinations {
+				if d.Destinations[i].Secret != hidden {
+					continue
+				}
+				if i >= len(old.Destinations) || old.Destinations[i].URL != d.Destinations[i].URL {
+					return nil, badField(fmt.Sprintf("destinations[%d].secret", i), "send the secret itself (%s is how answers hide it)", hidden)
+				}
+				d.Destinations[i].Secret = old.Destinations[i].Secret
+			}
+		}
+	} else {
+		for i, dst := range d.Destinations {
+			if dst.Secret == hidden {
+				return nil, badField(fmt.Sprintf("destinations[%d].secret", i), "send the secret itself (%s is how answers hide it)", hidden)
+			}
+		}
 	}
 	id := self
 	if id == "" {
@@ -83,7 +104,7 @@ func hideSecrets(doc map[string]any) {
 	ds, _ := doc["destinations"].([]any)
 	for _, d := range ds {
 		if m, ok := d.(map[string]any); ok && m["secret"] != nil {
-			m["secret"] = "<hidden>"
+			m["secret"] = hidden
 		}
 	}
 }

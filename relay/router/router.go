@@ -225,6 +225,9 @@ func (c *compiler) httpsEdge(o store.Object) error {
 		h = c.d.Observer.HTTP(o.AccountID, o.ID, func() string { return url }, h)
 		r := compiledRoute{exact: rt.MatchType == "exact_path", match: rt.Match, h: h}
 		e.routes = append(e.routes, r)
+		if (rt.OAuth != nil || rt.OIDC != nil || rt.SAML != nil) && e.login == nil {
+			e.login = h // answers /oauth2/* and /saml/* whatever the routes' paths
+		}
 	}
 	// Exact paths first, then the longest prefix: the most specific route wins.
 	slices.SortStableFunc(e.routes, func(a, b compiledRoute) int {
@@ -655,6 +658,9 @@ func (bl balancer) RoundTrip(req *http.Request) (*http.Response, error) {
 type httpsEdge struct {
 	name   string
 	routes []compiledRoute
+	// login is the first route with a login module: the provider's callback comes back
+	// to /oauth2/callback (or /saml/acs), which a route for /app/ would not match.
+	login http.Handler
 }
 
 type compiledRoute struct {
@@ -665,6 +671,10 @@ type compiledRoute struct {
 
 func (e *httpsEdge) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := r.URL.Path
+	if e.login != nil && (strings.HasPrefix(p, "/oauth2/") || strings.HasPrefix(p, "/saml/")) {
+		e.login.ServeHTTP(w, r)
+		return
+	}
 	for _, rt := range e.routes {
 		if rt.exact && p == rt.match || !rt.exact && strings.HasPrefix(p, rt.match) {
 			rt.h.ServeHTTP(w, r)

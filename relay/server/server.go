@@ -794,6 +794,9 @@ func (s *Server) tlsOnly(name string) bool {
 	if et, ok := s.router.Current().TLSSettings(name); ok {
 		return et.MinVersion != "" || len(et.ClientCAIDs) > 0
 	}
+	if t := s.table.Host(name); t != nil && t.Auth != nil {
+		return true // login cookies are Secure: the flow only works over HTTPS
+	}
 	r, ok := s.domains.Lookup(name)
 	return ok && (r.MinTLSVersion != 0 || len(r.ClientCAIDs) > 0)
 }
