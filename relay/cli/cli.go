@@ -77,6 +77,7 @@ func serveFlags() []cli.Flag {
 		&cli.StringFlag{Name: "log-format", Usage: "logfmt or json", DefaultText: d.LogFormat},
 		&cli.StringFlag{Name: "log-level", Usage: "debug, info, warn or error", DefaultText: d.LogLevel},
 		&cli.StringFlag{Name: "oauth-ca-roots", Usage: "PEM `FILE` of CAs trusted (besides the system's) for OAuth/OIDC issuers and SAML metadata"},
+		&cli.StringFlag{Name: "agent-silence", Usage: "free an agent's names after `DURATION` without a word from it", DefaultText: "15s"},
 		&cli.StringFlag{Name: "drain-timeout", Usage: "on SIGTERM/Ctrl-C, let connections in flight finish for up to `DURATION` (0s: close at once)", DefaultText: "30s"},
 		&cli.IntFlag{Name: "max-tunnels-per-account", Usage: "most tunnels one account may have online (-1: no limit)", DefaultText: "5000"},
 		&cli.IntFlag{Name: "max-conns-per-ip", Usage: "most public connections one client address may hold open (-1: no limit)", DefaultText: "1000"},
@@ -202,7 +203,7 @@ func loadConfig(c *cli.Context) (config.Config, error) {
 		"cname-target": &cfg.CNAMETarget, "acme-email": &cfg.ACMEEmail, "acme-ca": &cfg.ACMECA,
 		"acme-ca-root": &cfg.ACMECARoot, "acme-zone": &cfg.ACMEZone, "dns-addr": &cfg.DNSAddr,
 		"metrics-addr": &cfg.MetricsAddr, "events-dir": &cfg.EventsDir, "oauth-ca-roots": &cfg.OAuthCARoots,
-		"drain-timeout": &cfg.DrainTimeout,
+		"drain-timeout": &cfg.DrainTimeout, "agent-silence": &cfg.AgentSilence,
 	}
 	for name, field := range fields {
 		if c.IsSet(name) {

@@ -76,6 +76,9 @@ type Config struct {
 	// flight finish after it stopped accepting and told agents to reconnect. Default "30s";
 	// "0s" closes everything at once.
 	DrainTimeout string `toml:"drain_timeout"`
+	// AgentSilence is how long an agent may send nothing before the relay takes it for
+	// gone and frees its names. Default "15s" (agents heartbeat every 2 s).
+	AgentSilence string `toml:"agent_silence"`
 	// MaxTunnelsPerAccount bounds the tunnels one account may have online at once, over
 	// all its agents (default 5000; -1: no limit).
 	MaxTunnelsPerAccount int `toml:"max_tunnels_per_account"`
@@ -264,6 +267,11 @@ func (c *Config) Validate() error {
 	if d := c.Database; d != "" && !strings.HasPrefix(d, "sqlite:") && !strings.HasPrefix(d, "postgres://") && !strings.HasPrefix(d, "postgresql://") {
 		errs = append(errs, fmt.Errorf("--database %q: want empty (SQLite in --data), sqlite:PATH or postgres://USER@HOST/DB", d))
 	}
+	if d := c.AgentSilence; d != "" {
+		if v, err := time.ParseDuration(d); err != nil || v < time.Second {
+			errs = append(errs, fmt.Errorf("--agent-silence %q: want a duration of at least 1s, such as 15s", d))
+		}
+	}
 	if d := c.DrainTimeout; d != "" {
 		if v, err := time.ParseDuration(d); err != nil || v < 0 {
 			errs = append(errs, fmt.Errorf("--drain-timeout %q: want a duration such as 30s or 2m (0s: no draining)", d))
@@ -291,5 +299,11 @@ func (c *Config) Drain() time.Duration {
 		return 30 * time.Second
 	}
 	d, _ := time.ParseDuration(c.DrainTimeout)
+	return d
+}
+
+// Silence returns AgentSilence as a duration (0: the session server's default).
+func (c *Config) Silence() time.Duration {
+	d, _ := time.ParseDuration(c.AgentSilence)
 	return d
 }

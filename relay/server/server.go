@@ -383,7 +383,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		TCPHost: tcpHost, TCPPorts: ports,
 		HasCert: s.hasCert,
 		Version: s.opts.Version, Log: s.log, Capabilities: s.opts.Capabilities, Observer: s.observer,
-		OAuth: s.tunnelOAuth, MaxTunnelsPerAccount: c.MaxTunnelsPerAccount,
+		OAuth: s.tunnelOAuth, MaxTunnelsPerAccount: c.MaxTunnelsPerAccount, AgentSilence: c.Silence(),
 		EdgeServes: func(name string) bool {
 			snap := s.router.Current()
 			return snap.HTTPS(name) != nil || snap.TLS(name) != nil

@@ -13,6 +13,7 @@ import (
 	"math/big"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -37,6 +38,11 @@ const HandshakeTimeout = 10 * time.Second
 
 // MaxTunnelsPerSession bounds how many tunnels one agent session may bind.
 const MaxTunnelsPerSession = 1000
+
+// DefaultAgentSilence is how long an agent may send nothing on its control stream
+// before the relay takes it for gone and frees its names (agents heartbeat every 2 s;
+// older ones every 10 s).
+const DefaultAgentSilence = 15 * time.Second
 
 // DefaultMaxTunnelsPerAccount bounds the tunnels one account may have online at once,
 // across all its agents.
@@ -83,6 +89,8 @@ type Config struct {
 	// EdgeServes reports whether an HTTPS or TLS edge serves a name (edges take the
 	// name's traffic, so a tunnel binding it would get none); nil: no edges.
 	EdgeServes func(name string) bool
+	// AgentSilence is how long an agent may stay silent before it is dropped (0: the default).
+	AgentSilence time.Duration
 	// MaxTunnelsPerAccount bounds an account's online tunnels (0: the default; negative:
 	// no limit).
 	MaxTunnelsPerAccount int
@@ -175,6 +183,7 @@ type agent struct {
 	tunnels map[uint32]*route.Tunnel
 	account string      // set by a successful Auth
 	ready   atomic.Bool // the control stream is set up (GoAwayAll may write to it)
+	stopped atomic.Bool // the relay or the session is ending: stop refreshing read deadlines
 }
 
 // Serve runs one agent session until it ends, then releases its tunnels.
@@ -262,18 +271,39 @@ func (a *agent) run(ctx context.Context) error {
 	a.srv.metrics().SessionOpened(a.sess.Name())
 	defer a.srv.metrics().SessionClosed(a.sess.Name())
 
+	silence := a.srv.cfg.AgentSilence
+	if silence == 0 {
+		silence = DefaultAgentSilence
+	}
+	done := make(chan struct{})
+	defer close(done)
 	go func() { // unblock the read loop when the relay shuts down or the session ends
 		select {
 		case <-ctx.Done():
 		case <-a.sess.Context().Done():
+		case <-done:
+			return
 		}
+		a.stopped.Store(true)
 		ctrl.SetReadDeadline(time.Now())
 	}()
 	for {
+		if !a.stopped.Load() {
+			// Agents heartbeat every few seconds; one that says nothing for this long is
+			// gone (killed, or its network died) even if QUIC still acknowledges packets.
+			ctrl.SetReadDeadline(time.Now().Add(silence))
+			if a.stopped.Load() { // the relay began stopping meanwhile: do not wait
+				ctrl.SetReadDeadline(time.Now())
+			}
+		}
 		t, body, err := protocol.ReadFrame(ctrl, protocol.MaxControlFrame)
 		if err != nil {
 			if errors.Is(err, protocol.ErrFrameTooLarge) {
 				return protocol.Errorf(protocol.CodeProtocol, "%v", err)
+			}
+			if isTimeout(err) && !a.stopped.Load() {
+				a.log.Info("agent disconnected", "reason", fmt.Sprintf("silent for %v: no heartbeat", silence))
+				return nil
 			}
 			a.log.Info("agent disconnected", "reason", transport.SessionError(context.Cause(a.sess.Context())))
 			return nil
@@ -644,4 +674,10 @@ func randomName(n int) string {
 // CertCovers reports whether a certificate covers name (exact or one-level wildcard).
 func CertCovers(c *tls.Certificate, name string) bool {
 	return c != nil && c.Leaf != nil && c.Leaf.VerifyHostname(name) == nil
+}
+
+// isTimeout reports whether err is a read deadline passing (QUIC or smux stream).
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()
 }
