@@ -129,3 +129,93 @@ func TestLongLossyLink(t *testing.T) {
 		t.Error("the proxy dropped nothing: the link was not lossy")
 	}
 }
+
+// delayTCP forwards TCP connections to target, delivering every chunk after delay in
+// each direction (what toxiproxy's latency toxic does), in order.
+func delayTCP(t *testing.T, target string, delay time.Duration) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	pipe := func(dst, src net.Conn) {
+		type chunk struct {
+			at time.Time
+			b  []byte
+		}
+		q := make(chan chunk, 1024)
+		go func() {
+			for c := range q {
+				time.Sleep(time.Until(c.at))
+				if _, err := dst.Write(c.b); err != nil {
+					break
+				}
+			}
+			dst.Close()
+		}()
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			if n > 0 {
+				q <- chunk{time.Now().Add(delay), append([]byte(nil), buf[:n]...)}
+			}
+			if err != nil {
+				close(q)
+				return
+			}
+		}
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			up, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			go pipe(up, c)
+			go pipe(c, up)
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestLongSlowTCPTransport: the TCP fallback with 50 ms each way between agent and relay:
+// the agent binds and 2 MiB each way arrive intact; the throughput is logged.
+func TestLongSlowTCPTransport(t *testing.T) {
+	if os.Getenv("FERRY_LONG") == "" {
+		t.Skip("set FERRY_LONG=1 (make test-long)")
+	}
+	r := newRelayTransport(t, "tcp")
+	cfg := r.agentConfig(&forward.Tunnel{Name: "sink", Proto: "tcp", Addr: echoServer(t)})
+	cfg.Relay = delayTCP(t, r.Srv.HTTPSAddr().String(), 50*time.Millisecond)
+	a, err := r.tryAgent(cfg)
+	if err != nil {
+		t.Fatalf("agent over a slow TCP link: %v", err)
+	}
+	conn, err := net.Dial("tcp", tcpAddrOf(t, a.url(t, "tcp")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	const size = 2 << 20
+	data := make([]byte, size)
+	for i := range data {
+		data[i] = byte(rand.IntN(256))
+	}
+	start := time.Now()
+	go conn.Write(data) //nolint:errcheck
+	got := make([]byte, size)
+	conn.SetReadDeadline(time.Now().Add(2 * time.Minute))
+	if _, err := io.ReadFull(conn, got); err != nil {
+		t.Fatalf("echo over the slow link: %v", err)
+	}
+	d := time.Since(start)
+	if sha256.Sum256(got) != sha256.Sum256(data) {
+		t.Fatal("bytes changed over the slow link")
+	}
+	t.Logf("2 MiB each way over TCP+TLS+smux with 50 ms each way: %v, %.2f MiB/s", d.Round(time.Millisecond), float64(size)/d.Seconds()/(1<<20))
+}
