@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
@@ -106,4 +107,28 @@ func TestTunnelsPerAccount(t *testing.T) {
 		}
 		return err == nil
 	})
+}
+
+// TestConnectionListedHeadersStripped: headers a client names in Connection: never reach
+// the upstream, and X-Forwarded-For is the relay's own, not the client's.
+func TestConnectionListedHeadersStripped(t *testing.T) {
+	r := newRelay(t)
+	a := r.startAgent(&forward.Tunnel{Name: "web", Proto: "http", Addr: headerEcho(t).Listener.Addr().String()})
+	req, _ := http.NewRequest("GET", a.url(t, "https")+"/", nil)
+	req.Header.Set("Connection", "X-Secret, X-Forwarded-For")
+	req.Header.Set("X-Secret", "must not pass")
+	req.Header.Set("X-Forwarded-For", "10.9.9.9")
+	resp, err := r.httpClient(false).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var e echoed
+	json.NewDecoder(resp.Body).Decode(&e) //nolint:errcheck
+	resp.Body.Close()
+	if v := e.Header["X-Secret"]; len(v) > 0 {
+		t.Errorf("upstream saw X-Secret %q, a header the client listed in Connection", v)
+	}
+	if xff := strings.Join(e.Header["X-Forwarded-For"], ","); xff != "127.0.0.1" {
+		t.Errorf("upstream saw X-Forwarded-For %q, want only the relay's 127.0.0.1", xff)
+	}
 }
