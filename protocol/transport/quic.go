@@ -13,6 +13,10 @@ import (
 	"github.com/ferrytunnel/ferry/protocol"
 )
 
+// MaxAgentStreams is how many streams an agent may have open towards the relay at once
+// (it needs one, the control stream).
+const MaxAgentStreams = 4
+
 // QUICConfig is the quic-go configuration both agent and relay use: high stream limits
 // (one stream per public connection), flow-control windows sized for throughput, keep-alive.
 func QUICConfig() *quic.Config {
@@ -159,7 +163,12 @@ func ListenQUIC(addr string, tlsConf *tls.Config, resetKey *[32]byte) (*QUICList
 		k := quic.StatelessResetKey(*resetKey)
 		tr.StatelessResetKey = &k
 	}
-	ln, err := tr.Listen(tlsConf, QUICConfig())
+	// Agents open one stream (the control stream); the relay opens the data streams. A
+	// few spare stream credits are plenty, and a hostile agent cannot park thousands of
+	// streams the relay never accepts.
+	conf := QUICConfig()
+	conf.MaxIncomingStreams = MaxAgentStreams
+	ln, err := tr.Listen(tlsConf, conf)
 	if err != nil {
 		conn.Close()
 		return nil, fmt.Errorf("listen quic %s: %w", addr, err)

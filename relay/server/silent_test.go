@@ -62,3 +62,28 @@ func TestSilentAgentFreed(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestAgentStreamLimit: an agent may hold only a few streams open towards the relay (it
+// needs one); more wait for credit instead of piling up unaccepted on the relay.
+func TestAgentStreamLimit(t *testing.T) {
+	r := servertest.Start(t, servertest.Options{Log: testLogger(t)})
+	sess, err := transport.DialQUIC(t.Context(), r.Srv.QUICAddr().String(), &tls.Config{ServerName: "127.0.0.1", RootCAs: r.CA.Pool, MinVersion: tls.VersionTLS13})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.CloseWithError(0, "")
+	opened := 0
+	for range transport.MaxAgentStreams + 3 {
+		ctx, cancel := context.WithTimeout(t.Context(), 300*time.Millisecond)
+		st, err := sess.OpenStream(ctx)
+		cancel()
+		if err != nil {
+			break
+		}
+		st.Write([]byte{0}) //nolint:errcheck // a stream exists for the peer once it carries data
+		opened++
+	}
+	if opened != transport.MaxAgentStreams {
+		t.Errorf("an agent opened %d streams towards the relay, want the limit %d", opened, transport.MaxAgentStreams)
+	}
+}
