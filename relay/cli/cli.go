@@ -79,6 +79,7 @@ func serveFlags() []cli.Flag {
 		&cli.StringFlag{Name: "oauth-ca-roots", Usage: "PEM `FILE` of CAs trusted (besides the system's) for OAuth/OIDC issuers and SAML metadata"},
 		&cli.StringFlag{Name: "agent-silence", Usage: "free an agent's names after `DURATION` without a word from it", DefaultText: "15s"},
 		&cli.StringFlag{Name: "drain-timeout", Usage: "on SIGTERM/Ctrl-C, let connections in flight finish for up to `DURATION` (0s: close at once)", DefaultText: "30s"},
+		&cli.IntFlag{Name: "max-streams-per-account", Usage: "most public connections open at once to one account's agents (-1: no limit)", DefaultText: "20000"},
 		&cli.IntFlag{Name: "max-tunnels-per-account", Usage: "most tunnels one account may have online (-1: no limit)", DefaultText: "5000"},
 		&cli.IntFlag{Name: "max-conns-per-ip", Usage: "most public connections one client address may hold open (-1: no limit)", DefaultText: "1000"},
 		&cli.StringFlag{Name: "metrics-addr", Usage: "serve Prometheus metrics at /metrics on `ADDR` (e.g. 127.0.0.1:9090); off by default"},
@@ -209,6 +210,9 @@ func loadConfig(c *cli.Context) (config.Config, error) {
 		if c.IsSet(name) {
 			*field = c.String(name)
 		}
+	}
+	if c.IsSet("max-streams-per-account") {
+		cfg.MaxStreamsPerAccount = c.Int("max-streams-per-account")
 	}
 	if c.IsSet("max-tunnels-per-account") {
 		cfg.MaxTunnelsPerAccount = c.Int("max-tunnels-per-account")

@@ -79,6 +79,9 @@ type Config struct {
 	// AgentSilence is how long an agent may send nothing before the relay takes it for
 	// gone and frees its names. Default "15s" (agents heartbeat every 2 s).
 	AgentSilence string `toml:"agent_silence"`
+	// MaxStreamsPerAccount bounds the public connections open at once to one account's
+	// agents, over all its tunnels (default 20000; -1: no limit).
+	MaxStreamsPerAccount int `toml:"max_streams_per_account"`
 	// MaxTunnelsPerAccount bounds the tunnels one account may have online at once, over
 	// all its agents (default 5000; -1: no limit).
 	MaxTunnelsPerAccount int `toml:"max_tunnels_per_account"`

@@ -14,6 +14,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/ferrytunnel/ferry/protocol"
@@ -62,7 +63,10 @@ type Tunnel struct {
 	URLs []string
 	// AccountID owns the tunnel; Labels are a labeled tunnel's labels.
 	AccountID string
-	Labels    map[string]string
+	// Streams bounds the connections open to the account's agents (shared by all its
+	// tunnels; nil: no limit).
+	Streams *StreamLimit
+	Labels  map[string]string
 	// Session opens streams to the agent.
 	Session Opener
 	// Log carries the tunnel's fields.
@@ -81,8 +85,12 @@ type Tunnel struct {
 // go out without waiting a round trip; a refused stream makes that Read return the
 // agent's *protocol.Error.
 func (t *Tunnel) Dial(ctx context.Context, proto protocol.StreamProto, clientAddr, host string) (transport.Stream, error) {
+	if !t.Streams.acquire() {
+		return nil, fmt.Errorf("tunnel %s: %w", t.Name, ErrTooManyStreams)
+	}
 	st, err := t.Session.OpenStream(ctx)
 	if err != nil {
+		t.Streams.release()
 		return nil, fmt.Errorf("open stream to agent for %s: %w", t.Host, err)
 	}
 	h := protocol.StreamHeader{TunnelID: t.ID, Proto: proto, ClientAddr: clientAddr, Host: host}
@@ -90,13 +98,50 @@ func (t *Tunnel) Dial(ctx context.Context, proto protocol.StreamProto, clientAdd
 	b, err := h.AppendFrame(buf[:0])
 	if err != nil {
 		st.Abort(protocol.CodeProtocol)
+		t.Streams.release()
 		return nil, err
 	}
 	if _, err := st.Write(b); err != nil {
 		st.Abort(protocol.CodeInternal)
+		t.Streams.release()
 		return nil, fmt.Errorf("write stream header: %w", err)
 	}
-	return &stream{Stream: st}, nil
+	return &stream{Stream: st, limit: t.Streams}, nil
+}
+
+// ErrTooManyStreams says an account has as many connections open as the relay allows.
+var ErrTooManyStreams = errors.New("the account has the most connections open this relay allows (max_streams_per_account)")
+
+// StreamLimit counts the streams (public connections) open to one account's agents.
+// A nil limit counts nothing.
+type StreamLimit struct {
+	max int64
+	n   atomic.Int64
+}
+
+// NewStreamLimit returns a limit of max open streams (max <= 0: none).
+func NewStreamLimit(max int) *StreamLimit {
+	if max <= 0 {
+		return nil
+	}
+	return &StreamLimit{max: int64(max)}
+}
+
+func (l *StreamLimit) acquire() bool {
+	if l == nil {
+		return true
+	}
+	if l.n.Add(1) > l.max {
+		l.n.Add(-1)
+		return false
+	}
+	return true
+}
+
+func (l *StreamLimit) release() {
+	if l != nil {
+		l.n.Add(-1)
+	}
 }
 
 // stream reads the agent's StreamResp before the first byte of data.
@@ -104,6 +149,20 @@ type stream struct {
 	transport.Stream
 	once    sync.Once
 	respErr error
+	limit   *StreamLimit
+	closed  sync.Once
+}
+
+// Close closes the stream and gives its slot back to the account's limit.
+func (s *stream) Close() error {
+	s.closed.Do(s.limit.release)
+	return s.Stream.Close()
+}
+
+// Abort resets the stream and gives its slot back.
+func (s *stream) Abort(code protocol.ErrorCode) {
+	s.closed.Do(s.limit.release)
+	s.Stream.Abort(code)
 }
 
 func (s *stream) Read(p []byte) (int, error) {

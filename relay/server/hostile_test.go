@@ -132,3 +132,45 @@ func TestConnectionListedHeadersStripped(t *testing.T) {
 		t.Errorf("upstream saw X-Forwarded-For %q, want only the relay's 127.0.0.1", xff)
 	}
 }
+
+// TestStreamsPerAccount: an account's agents carry at most max_streams_per_account public
+// connections at once; the next is closed until one ends.
+func TestStreamsPerAccount(t *testing.T) {
+	r := &relayEnv{Relay: servertest.Start(t, servertest.Options{Log: testLogger(t),
+		Configure: func(c *config.Config) { c.MaxStreamsPerAccount = 3 }}), t: t, transport: "quic"}
+	up := echoServer(t)
+	a := r.startAgent(&forward.Tunnel{Name: "a", Proto: "tcp", Addr: up}, &forward.Tunnel{Name: "b", Proto: "tcp", Addr: up})
+	addrs := []string{tcpAddrOf(t, a.urls[0]), tcpAddrOf(t, a.urls[1])}
+	var open []net.Conn
+	for i := range 3 {
+		c, err := net.Dial("tcp", addrs[i%2]) // the limit is shared by the account's tunnels
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := echoOnce(c, "hi"); err != nil || got != "hi" {
+			t.Fatalf("connection %d within the limit: %q %v", i+1, got, err)
+		}
+		open = append(open, c)
+	}
+	extra, err := net.Dial("tcp", addrs[1])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := echoOnce(extra, "hi"); err == nil && got == "hi" {
+		t.Error("a fourth connection of the account was served, want closed")
+	}
+	extra.Close()
+	open[0].Close()
+	waitFor(t, "a slot freed", func() bool {
+		c, err := net.Dial("tcp", addrs[0])
+		if err != nil {
+			return false
+		}
+		defer c.Close()
+		got, err := echoOnce(c, "again")
+		return err == nil && got == "again"
+	})
+	for _, c := range open[1:] {
+		c.Close()
+	}
+}

@@ -384,6 +384,7 @@ func (s *Server) Serve(ctx context.Context) error {
 		HasCert: s.hasCert,
 		Version: s.opts.Version, Log: s.log, Capabilities: s.opts.Capabilities, Observer: s.observer,
 		OAuth: s.tunnelOAuth, MaxTunnelsPerAccount: c.MaxTunnelsPerAccount, AgentSilence: c.Silence(),
+		MaxStreamsPerAccount: c.MaxStreamsPerAccount,
 		EdgeServes: func(name string) bool {
 			snap := s.router.Current()
 			return snap.HTTPS(name) != nil || snap.TLS(name) != nil

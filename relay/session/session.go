@@ -44,6 +44,10 @@ const MaxTunnelsPerSession = 1000
 // older ones every 10 s).
 const DefaultAgentSilence = 15 * time.Second
 
+// DefaultMaxStreamsPerAccount bounds the public connections open at once to one
+// account's agents, over all its tunnels.
+const DefaultMaxStreamsPerAccount = 20000
+
 // DefaultMaxTunnelsPerAccount bounds the tunnels one account may have online at once,
 // across all its agents.
 const DefaultMaxTunnelsPerAccount = 5000
@@ -91,6 +95,9 @@ type Config struct {
 	EdgeServes func(name string) bool
 	// AgentSilence is how long an agent may stay silent before it is dropped (0: the default).
 	AgentSilence time.Duration
+	// MaxStreamsPerAccount bounds the connections open at once to an account's agents
+	// (0: DefaultMaxStreamsPerAccount; negative: no limit).
+	MaxStreamsPerAccount int
 	// MaxTunnelsPerAccount bounds an account's online tunnels (0: the default; negative:
 	// no limit).
 	MaxTunnelsPerAccount int
@@ -107,9 +114,10 @@ type Server struct {
 	cfg       Config
 	authLimit *authLimiter
 
-	mu     sync.Mutex
-	online map[string]int      // online tunnels per account
-	agents map[*agent]struct{} // connected agents, for GoAwayAll
+	mu      sync.Mutex
+	streams map[string]*route.StreamLimit // open connections per account
+	online  map[string]int                // online tunnels per account
+	agents  map[*agent]struct{}           // connected agents, for GoAwayAll
 }
 
 // GoAwayAll tells every connected agent the relay is going away, so they connect again
@@ -128,6 +136,25 @@ func (s *Server) GoAwayAll(reason string) {
 		}
 		a.send(protocol.TypeGoAway, &protocol.GoAway{Reason: reason}) //nolint:errcheck // best effort
 	}
+}
+
+// streamLimit returns the account's shared connection limit.
+func (s *Server) streamLimit(account string) *route.StreamLimit {
+	max := s.cfg.MaxStreamsPerAccount
+	if max == 0 {
+		max = DefaultMaxStreamsPerAccount
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.streams == nil {
+		s.streams = make(map[string]*route.StreamLimit)
+	}
+	l, ok := s.streams[account]
+	if !ok {
+		l = route.NewStreamLimit(max)
+		s.streams[account] = l
+	}
+	return l
 }
 
 // take reserves a tunnel slot for account, or says the account is full.
@@ -402,7 +429,7 @@ func (a *agent) bind(b *protocol.Bind) *protocol.BindResp {
 		}
 	}()
 	t := &route.Tunnel{ID: b.TunnelID, Name: b.Name, Proto: b.Proto, TerminateAt: b.TerminateAt, Session: a.sess,
-		AccountID: a.account, Labels: b.Labels}
+		AccountID: a.account, Labels: b.Labels, Streams: a.srv.streamLimit(a.account)}
 	var err error
 	if t.IPPolicy, err = module.NewIPPolicy(b.CIDRAllow, b.CIDRDeny); err != nil {
 		return fail(protocol.CodeBindRefused, "%v", err)
