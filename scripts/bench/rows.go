@@ -156,6 +156,9 @@ func (b *bench) bulkRows(p tcpPath) {
 			return r.mibps(), use.end(r.bytes)
 		})
 	}
+	if p.ferry() && p.transport == "tcp" {
+		b.floorRow(n)
+	}
 	if !p.ferry() || use.bytes == 0 {
 		return
 	}
@@ -607,4 +610,24 @@ func count(n int) string {
 		s = s[:i] + "," + s[i:]
 	}
 	return s
+}
+
+// floorRow measures the bare TLS chain (the floor of the TCP fallback) against direct in
+// the same run, so the bulk rows above can be read against what the machine allows.
+func (b *bench) floorRow(n int64) {
+	chain, err := startTLSChain(b.up.tcpAddr())
+	if err != nil {
+		b.add(measure{metric: "floor: bare TLS chain", transport: "-", err: err})
+		return
+	}
+	defer chain.close()
+	m := measure{metric: fmt.Sprintf("floor: bulk TCP, 1 conn, %s each way through a bare TLS chain (3 loopback hops, 1 TLS leg, io.Copy)", sizeText(n)),
+		transport: "tcp", unit: "MiB/s", compare: compareRatio}
+	b.pair(m, func() (float64, error) {
+		r, err := bulkTCP(b.ctx, b.up.tcpAddr(), n, 1)
+		return r.mibps(), err
+	}, func() (float64, error) {
+		r, err := bulkTCP(b.ctx, chain.addr(), n, 1)
+		return r.mibps(), err
+	})
 }
