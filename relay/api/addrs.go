@@ -40,9 +40,12 @@ func (a *API) routeAddrs() {
 		del: func(ctx context.Context, account, id string) error {
 			ra, err := st.GetReservedAddr(ctx, account, id)
 			if err == nil {
-				if edge := a.hostportUser(ctx, account, "", ra.Addr); edge != "" {
+				var edge string
+				if edge, err = a.hostportUser(ctx, account, "", ra.Addr); edge != "" {
 					return fmt.Errorf("%s is served by edge %s: delete the edge first: %w", ra.Addr, edge, store.ErrInUse)
 				}
+			}
+			if err == nil {
 				err = st.DeleteReservedAddr(ctx, account, id)
 			}
 			if err == nil {

@@ -143,7 +143,11 @@ func (a *API) deleteCA(ctx context.Context, account, id string) error {
 			return fmt.Errorf("used by the mutual TLS of reserved domain %s (%s): %w", d.Domain, d.ID, store.ErrInUse)
 		}
 	}
-	if user := a.referrer(ctx, account, id); user != "" {
+	user, err := a.referrer(ctx, account, id)
+	if err != nil {
+		return err
+	}
+	if user != "" {
 		return fmt.Errorf("used by the mutual TLS of edge %s: %w", user, store.ErrInUse)
 	}
 	return a.cfg.Store.DeleteCertificateAuthority(ctx, account, id)

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/ferrytunnel/ferry/relay/reserve"
-	"github.com/ferrytunnel/ferry/relay/router"
 	"github.com/ferrytunnel/ferry/relay/store"
 )
 
@@ -113,30 +112,15 @@ func (a *API) domainOut(d store.ReservedDomain) domainJSON {
 }
 
 // edgeOnDomain returns an edge of account with a hostport the reservation id covers, or "".
-func (a *API) edgeOnDomain(ctx context.Context, account, id string) string {
-	all, err := a.cfg.Store.AllObjects(ctx)
-	if err != nil {
-		return ""
-	}
-	for _, o := range all {
-		if o.AccountID != account || (o.Kind != router.KindHTTPSEdge && o.Kind != router.KindTLSEdge) {
-			continue
+func (a *API) edgeOnDomain(ctx context.Context, account, id string) (string, error) {
+	return a.edgeWith(ctx, account, "", func(hp string) bool {
+		host, _, err := net.SplitHostPort(hp)
+		if err != nil {
+			host = hp
 		}
-		var doc struct {
-			Hostports []string `json:"hostports"`
-		}
-		json.Unmarshal(o.Doc, &doc) //nolint:errcheck
-		for _, hp := range doc.Hostports {
-			host, _, err := net.SplitHostPort(hp)
-			if err != nil {
-				host = hp
-			}
-			if res, ok := a.cfg.Domains.Lookup(host); ok && res.ID == id {
-				return o.ID
-			}
-		}
-	}
-	return ""
+		res, ok := a.cfg.Domains.Lookup(host)
+		return ok && res.ID == id
+	})
 }
 
 // Reservation converts a stored reserved domain for the in-memory index.
@@ -429,11 +413,14 @@ func (a *API) deleteDomain(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	d, err := a.cfg.Store.GetReservedDomain(r.Context(), account(r), id)
 	if err == nil {
-		if edge := a.edgeOnDomain(r.Context(), account(r), d.ID); edge != "" {
+		var edge string
+		if edge, err = a.edgeOnDomain(r.Context(), account(r), d.ID); edge != "" {
 			writeErr(w, &Error{Status: http.StatusConflict, Code: "FERRY_IN_USE",
 				Msg: fmt.Sprintf("reserved domain %s (%s) is served by edge %s: delete the edge or drop the hostport first", id, d.Domain, edge)})
 			return
 		}
+	}
+	if err == nil {
 		err = a.cfg.Store.DeleteReservedDomain(r.Context(), account(r), id)
 	}
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -156,7 +157,12 @@ func (a *API) saveObject(w http.ResponseWriter, r *http.Request, k objectKind, i
 
 func (a *API) deleteObject(w http.ResponseWriter, r *http.Request, k objectKind) {
 	id := r.PathValue("id")
-	if user := a.referrer(r.Context(), account(r), id); user != "" {
+	user, err := a.referrer(r.Context(), account(r), id)
+	if err != nil {
+		writeErr(w, internal(err))
+		return
+	}
+	if user != "" {
 		writeErr(w, &Error{Status: http.StatusConflict, Code: "FERRY_IN_USE", Msg: fmt.Sprintf("%s %s is used by %s: remove it there first", k.what, id, user)})
 		return
 	}
@@ -168,22 +174,21 @@ func (a *API) deleteObject(w http.ResponseWriter, r *http.Request, k objectKind)
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// referrer returns the id of an object of the account that refers to id, or "".
-func (a *API) referrer(ctx context.Context, account, id string) string {
+// referrer returns the id of an object of the account whose document names id (as a
+// JSON string), or "". A store error is returned, never taken for "unused".
+func (a *API) referrer(ctx context.Context, account, id string) (string, error) {
 	all, err := a.cfg.Store.AllObjects(ctx)
 	if err != nil {
-		return ""
+		return "", err
 	}
-	needle := []byte(strconvQuote(id))
+	needle, _ := json.Marshal(id)
 	for _, o := range all {
 		if o.AccountID == account && o.ID != id && bytes.Contains(o.Doc, needle) {
-			return o.ID
+			return o.ID, nil
 		}
 	}
-	return ""
+	return "", nil
 }
-
-func strconvQuote(s string) string { b, _ := json.Marshal(s); return string(b) }
 
 func readBody(r *http.Request) ([]byte, *Error) {
 	var raw json.RawMessage
@@ -392,18 +397,24 @@ func (a *API) checkHostports(r *http.Request, account, self string, hps []string
 			return nil, badField(field, "%s is not covered by a reserved domain of this account: reserve it first (POST /reserved_domains)", name)
 		}
 		out[i] = name + ":443"
-		if other := a.hostportUser(r.Context(), account, self, out[i]); other != "" {
-			return nil, &Error{Status: http.StatusConflict, Code: "FERRY_CONFLICT", Field: field, Msg: fmt.Sprintf("%s: %s is already served by edge %s", field, out[i], other)}
+		if other, err := a.hostportUser(r.Context(), account, self, out[i]); other != "" || err != nil {
+			return nil, inUse(field, out[i], other, err)
 		}
 	}
 	return out, nil
 }
 
 // hostportUser returns the edge (other than self) that serves hostport, or "".
-func (a *API) hostportUser(ctx context.Context, account, self, hp string) string {
+func (a *API) hostportUser(ctx context.Context, account, self, hp string) (string, error) {
+	return a.edgeWith(ctx, account, self, func(h string) bool { return h == hp })
+}
+
+// edgeWith returns the first edge of account (other than self) with a hostport match
+// accepts, or "". A store error is returned, never taken for "no edge".
+func (a *API) edgeWith(ctx context.Context, account, self string, match func(hostport string) bool) (string, error) {
 	all, err := a.cfg.Store.AllObjects(ctx)
 	if err != nil {
-		return ""
+		return "", err
 	}
 	for _, o := range all {
 		if o.AccountID != account || o.ID == self || !strings.HasPrefix(o.Kind, "edges/") {
@@ -412,14 +423,23 @@ func (a *API) hostportUser(ctx context.Context, account, self, hp string) string
 		var d struct {
 			Hostports []string `json:"hostports"`
 		}
-		json.Unmarshal(o.Doc, &d) //nolint:errcheck
-		for _, h := range d.Hostports {
-			if h == hp {
-				return o.ID
-			}
+		json.Unmarshal(o.Doc, &d) //nolint:errcheck // written by checkObject
+		if slices.ContainsFunc(d.Hostports, match) {
+			return o.ID, nil
 		}
 	}
-	return ""
+	return "", nil
+}
+
+// inUse answers a hostport already served by another edge.
+func inUse(field, hp, other string, err error) *Error {
+	if err != nil {
+		return internal(err)
+	}
+	if other != "" {
+		return &Error{Status: http.StatusConflict, Code: "FERRY_CONFLICT", Field: field, Msg: fmt.Sprintf("%s: %s is already served by edge %s", field, hp, other)}
+	}
+	return nil
 }
 
 func (a *API) checkIPRestriction(r *http.Request, account, field string, ipr *router.IPRestriction) *Error {
@@ -663,8 +683,8 @@ func checkTCPEdge(a *API, r *http.Request, account, self string, raw []byte) (an
 		if err := a.cfg.Addrs.CanBind(account, port); err != nil {
 			return nil, badField(field, "%s is not a reserved address of this account: reserve one with POST /reserved_addrs and use the addr it returns", hp)
 		}
-		if other := a.hostportUser(r.Context(), account, self, hp); other != "" {
-			return nil, &Error{Status: http.StatusConflict, Code: "FERRY_CONFLICT", Field: field, Msg: fmt.Sprintf("%s: %s is already served by edge %s", field, hp, other)}
+		if other, err := a.hostportUser(r.Context(), account, self, hp); other != "" || err != nil {
+			return nil, inUse(field, hp, other, err)
 		}
 	}
 	if d.Backend == nil {

@@ -191,18 +191,13 @@ type HTTPModules struct {
 	Log         *slog.Logger
 	IPPolicy    *module.IPPolicy
 	BasicAuth   *module.BasicAuth
-	Webhook     Middleware
+	Webhook     route.Middleware
 	Breaker     *module.Breaker
 	Compression bool
 	// Auth is an OAuth/OIDC/SAML module (nil: none).
-	Auth Middleware
+	Auth route.Middleware
 	// Observer counts refusals (nil: not counted).
 	Observer *route.Observer
-}
-
-// Middleware wraps a handler (webhook verification, OAuth).
-type Middleware interface {
-	Wrap(next http.Handler) http.Handler
 }
 
 // Wrap puts the modules in front of next.
@@ -282,7 +277,7 @@ func errorPage(w http.ResponseWriter, code int, title, msg, hint string) {
 	fmt.Fprint(w, "<hr><p><small>ferry-relay</small></p></body></html>\n")
 }
 
-// MiddlewareFunc adapts a func to Middleware.
+// MiddlewareFunc adapts a func to route.Middleware.
 type MiddlewareFunc func(http.Handler) http.Handler
 
 // Wrap calls f.

@@ -284,6 +284,16 @@ func (b *Bus) SetSubscriptions(subs []Subscription) {
 // Publish hands e to the destinations of every subscription of e's account that selects
 // its type. It never blocks: an event a destination's queue has no room for is dropped
 // and counted. e.Fields must not change afterwards.
+// Wants reports whether any subscription takes events of typ for account, so a caller
+// on a hot path can skip building an event nobody receives.
+func (b *Bus) Wants(account, typ string) bool {
+	if b == nil {
+		return false
+	}
+	r := b.routes.Load()
+	return r != nil && len(r.byAccount[account][typ]) > 0
+}
+
 func (b *Bus) Publish(e Event) {
 	r := b.routes.Load()
 	if r == nil {

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/ferrytunnel/ferry/relay/route"
 	"github.com/ferrytunnel/ferry/relay/sni"
 )
 
@@ -157,7 +158,7 @@ func ValidHostname(h string) error {
 // relay's base domain itself and a wildcard over it are never reservable: random names
 // live there.
 func (ix *Domains) CanReserve(account, domain string) error {
-	if ix.base != "" && (domain == ix.base || domain == "*."+ix.base || coversName(domain, ix.base)) {
+	if ix.base != "" && (domain == ix.base || domain == "*."+ix.base || route.WildcardCovers(domain, ix.base)) {
 		return fmt.Errorf("%s covers the relay's base domain %s, where random tunnel names live; reserve a name below it, e.g. myapp.%s", domain, ix.base, ix.base)
 	}
 	ix.mu.RLock()
@@ -196,10 +197,4 @@ func (ix *Domains) CanBind(account, name string) error {
 	default:
 		return fmt.Errorf("%s: %w; reserve it first (ferry api reserved-domains create --domain %s) and point its DNS at the relay, or use a name under %s", name, ErrNotReserved, name, ix.base)
 	}
-}
-
-// coversName reports whether the wildcard pattern covers name.
-func coversName(pattern, name string) bool {
-	base, ok := strings.CutPrefix(pattern, "*.")
-	return ok && strings.HasSuffix(name, "."+base)
 }

@@ -18,12 +18,17 @@ type Observer struct {
 	Events  *events.Bus
 }
 
-// publish sends an event if there is a bus.
-func (o *Observer) publish(typ, account string, fields map[string]any) {
-	if o == nil || o.Events == nil {
-		return
+// wants reports whether an event of typ for account has a subscriber (events are only
+// built then: per request and per connection, most have none).
+func (o *Observer) wants(account, typ string) bool {
+	return o != nil && o.Events.Wants(account, typ)
+}
+
+// publish sends an event if anyone subscribed to it.
+func (o *Observer) publish(typ, account string, fields func() map[string]any) {
+	if o.wants(account, typ) {
+		o.Events.Publish(events.Event{Type: typ, AccountID: account, Fields: fields()})
 	}
-	o.Events.Publish(events.Event{Type: typ, AccountID: account, Fields: fields})
 }
 
 func (o *Observer) metrics() *metrics.Metrics {
@@ -36,13 +41,13 @@ func (o *Observer) metrics() *metrics.Metrics {
 // TunnelStarted and TunnelStopped report a tunnel coming online and going away.
 func (o *Observer) TunnelStarted(t *Tunnel) {
 	o.metrics().TunnelBound(t.Proto)
-	o.publish(events.TypeTunnelStarted, t.AccountID, tunnelFields(t))
+	o.publish(events.TypeTunnelStarted, t.AccountID, func() map[string]any { return tunnelFields(t) })
 }
 
 // TunnelStopped reports a tunnel going away.
 func (o *Observer) TunnelStopped(t *Tunnel) {
 	o.metrics().TunnelUnbound(t.Proto)
-	o.publish(events.TypeTunnelStopped, t.AccountID, tunnelFields(t))
+	o.publish(events.TypeTunnelStopped, t.AccountID, func() map[string]any { return tunnelFields(t) })
 }
 
 func tunnelFields(t *Tunnel) map[string]any {
@@ -66,15 +71,14 @@ func (o *Observer) Conn(proto, account, tunnelID, url, remote, serverName string
 		if proto == "tls" {
 			typ = events.TypeTLSConnectionClosed
 		}
-		if o == nil || o.Events == nil {
-			return
-		}
-		f := map[string]any{events.FieldTunnelID: tunnelID, events.FieldURL: url, events.FieldClientIP: hostOnly(remote),
-			events.FieldBytesIn: in, events.FieldBytesOut: out, events.FieldDurationMS: float64(time.Since(start).Microseconds()) / 1000}
-		if proto == "tls" {
-			f[events.FieldServerName] = serverName
-		}
-		o.publish(typ, account, f)
+		o.publish(typ, account, func() map[string]any {
+			f := map[string]any{events.FieldTunnelID: tunnelID, events.FieldURL: url, events.FieldClientIP: hostOnly(remote),
+				events.FieldBytesIn: in, events.FieldBytesOut: out, events.FieldDurationMS: float64(time.Since(start).Microseconds()) / 1000}
+			if proto == "tls" {
+				f[events.FieldServerName] = serverName
+			}
+			return f
+		})
 	}
 }
 
@@ -96,17 +100,12 @@ func (o *Observer) HTTP(account, tunnelID string, url func() string, next http.H
 			rec.status = http.StatusOK
 		}
 		o.Metrics.HTTPRequest(rec.status, d)
-		if o.Events == nil {
-			return
-		}
-		in := r.ContentLength
-		if in < 0 {
-			in = 0
-		}
-		o.publish(events.TypeHTTPRequestComplete, account, map[string]any{
-			events.FieldTunnelID: tunnelID, events.FieldURL: url(), events.FieldHost: r.Host, events.FieldMethod: r.Method,
-			events.FieldPath: r.URL.Path, events.FieldStatus: rec.status, events.FieldDurationMS: float64(d.Microseconds()) / 1000,
-			events.FieldBytesIn: in, events.FieldBytesOut: rec.bytes, events.FieldClientIP: hostOnly(r.RemoteAddr)})
+		o.publish(events.TypeHTTPRequestComplete, account, func() map[string]any {
+			return map[string]any{
+				events.FieldTunnelID: tunnelID, events.FieldURL: url(), events.FieldHost: r.Host, events.FieldMethod: r.Method,
+				events.FieldPath: r.URL.Path, events.FieldStatus: rec.status, events.FieldDurationMS: float64(d.Microseconds()) / 1000,
+				events.FieldBytesIn: max(r.ContentLength, 0), events.FieldBytesOut: rec.bytes, events.FieldClientIP: hostOnly(r.RemoteAddr)}
+		})
 	})
 }
 

@@ -56,9 +56,7 @@ type Tunnel struct {
 	// Webhook checks a webhook provider's signature on each request (http).
 	Webhook *webhook.Verifier
 	// Auth requires a browser login (OAuth/OIDC) before requests pass (http).
-	Auth interface {
-		Wrap(next http.Handler) http.Handler
-	}
+	Auth Middleware
 	// URLs are the public URLs (none for labeled tunnels).
 	URLs []string
 	// AccountID owns the tunnel; Labels are a labeled tunnel's labels.
@@ -78,6 +76,11 @@ type Tunnel struct {
 	Transport http.RoundTripper
 	// OnClose runs once when the tunnel is removed (closes listeners and pools).
 	OnClose func()
+}
+
+// Middleware wraps an HTTP handler: webhook verification, a login module.
+type Middleware interface {
+	Wrap(next http.Handler) http.Handler
 }
 
 // Dial opens a stream to the agent for one public connection and writes the stream

@@ -98,28 +98,8 @@ func TestLongLossyLink(t *testing.T) {
 	if err != nil {
 		t.Fatalf("agent through a lossy link: %v", err)
 	}
-	conn, err := net.Dial("tcp", tcpAddrOf(t, a.url(t, "tcp")))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
 	const size = 2 << 20
-	data := make([]byte, size)
-	for i := range data {
-		data[i] = byte(rand.IntN(256))
-	}
-	want := sha256.Sum256(data)
-	start := time.Now()
-	go conn.Write(data) //nolint:errcheck
-	got := make([]byte, size)
-	conn.SetReadDeadline(time.Now().Add(2 * time.Minute))
-	if _, err := io.ReadFull(conn, got); err != nil {
-		t.Fatalf("echo of %d bytes over the lossy link: %v", size, err)
-	}
-	d := time.Since(start)
-	if sha256.Sum256(got) != want {
-		t.Fatal("bytes changed over the lossy link")
-	}
+	d := echoIntact(t, tcpAddrOf(t, a.url(t, "tcp")), size)
 	proxy.mu.Lock()
 	dropped, passed := proxy.dropped, proxy.passed
 	proxy.mu.Unlock()
@@ -196,26 +176,34 @@ func TestLongSlowTCPTransport(t *testing.T) {
 	if err != nil {
 		t.Fatalf("agent over a slow TCP link: %v", err)
 	}
-	conn, err := net.Dial("tcp", tcpAddrOf(t, a.url(t, "tcp")))
+	const size = 2 << 20
+	d := echoIntact(t, tcpAddrOf(t, a.url(t, "tcp")), size)
+	t.Logf("2 MiB each way over TCP+TLS+smux with 50 ms each way: %v, %.2f MiB/s", d.Round(time.Millisecond), float64(size)/d.Seconds()/(1<<20))
+}
+
+// echoIntact sends size random bytes through an echo tunnel at addr, checks they come
+// back unchanged and returns how long the round trip of all of them took.
+func echoIntact(t *testing.T, addr string, size int) time.Duration {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	const size = 2 << 20
 	data := make([]byte, size)
 	for i := range data {
 		data[i] = byte(rand.IntN(256))
 	}
 	start := time.Now()
-	go conn.Write(data) //nolint:errcheck
+	go conn.Write(data) //nolint:errcheck // a failure shows as a short read
 	got := make([]byte, size)
 	conn.SetReadDeadline(time.Now().Add(2 * time.Minute))
 	if _, err := io.ReadFull(conn, got); err != nil {
-		t.Fatalf("echo over the slow link: %v", err)
+		t.Fatalf("echo of %d bytes: %v", size, err)
 	}
 	d := time.Since(start)
 	if sha256.Sum256(got) != sha256.Sum256(data) {
-		t.Fatal("bytes changed over the slow link")
+		t.Fatal("bytes changed on the way")
 	}
-	t.Logf("2 MiB each way over TCP+TLS+smux with 50 ms each way: %v, %.2f MiB/s", d.Round(time.Millisecond), float64(size)/d.Seconds()/(1<<20))
+	return d
 }

@@ -624,36 +624,30 @@ func (s *Server) dropCaches() {
 	s.tlsConfs.Clear()
 }
 
-// terminationConfig applies the edge TLS settings of the reservation covering name
-// (minimum TLS version, client CAs for mutual TLS) to base. Derived configs are cached
+// terminationConfig applies name's TLS settings (an edge's, else its reserved domain's:
+// minimum TLS version, client CAs for mutual TLS) to base. Derived configs are cached
 // until the next change through the API.
 func (s *Server) terminationConfig(name string, base *tls.Config) *tls.Config {
-	r, ok := s.domains.Lookup(name)
-	if et, edged := s.router.Current().TLSSettings(name); edged {
-		// An edge's TLS settings replace the domain's.
-		r = reserve.Reservation{ID: "edge:" + name, AccountID: et.AccountID, Domain: name,
-			MinTLSVersion: api.TLSVersion(et.MinVersion), ClientCAIDs: et.ClientCAIDs}
-		ok = true
-	}
-	if !ok || (r.MinTLSVersion == 0 && len(r.ClientCAIDs) == 0) {
+	t, ok := s.tlsSettings(name)
+	if !ok || !t.any() {
 		return base
 	}
-	key := fmt.Sprintf("%p|%s|%d|%s", base, r.ID, r.MinTLSVersion, strings.Join(r.ClientCAIDs, ","))
+	key := fmt.Sprintf("%p|%s|%d|%s", base, t.account, t.min, strings.Join(t.cas, ","))
 	if c, ok := s.tlsConfs.Load(key); ok {
 		return c.(*tls.Config)
 	}
 	c := base.Clone()
-	if r.MinTLSVersion != 0 {
-		c.MinVersion = r.MinTLSVersion
+	if t.min != 0 {
+		c.MinVersion = t.min
 	}
-	if len(r.ClientCAIDs) > 0 {
-		pool, err := s.clientCAs(r)
+	if len(t.cas) > 0 {
+		pool, err := s.clientCAs(t.account, t.cas)
 		if err != nil {
-			// Fail closed: a domain that asks for client certificates never goes without.
-			s.log.Error("load client CAs; refusing TLS for the domain", "domain", r.Domain, "err", err)
+			// Fail closed: a name that asks for client certificates never goes without.
+			s.log.Error("load client CAs; refusing TLS for the name", "name", name, "err", err)
 			c = c.Clone()
 			c.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
-				return nil, fmt.Errorf("client CAs of %s unavailable", r.Domain)
+				return nil, fmt.Errorf("client CAs of %s unavailable", name)
 			}
 			return c
 		}
@@ -663,12 +657,34 @@ func (s *Server) terminationConfig(name string, base *tls.Config) *tls.Config {
 	return c
 }
 
-func (s *Server) clientCAs(r reserve.Reservation) (*x509.CertPool, error) {
+// edgeTLS are the TLS settings the edge applies to a name: the lowest version and the
+// CAs of the account whose client certificates it requires.
+type edgeTLS struct {
+	account string
+	min     uint16
+	cas     []string
+}
+
+func (t edgeTLS) any() bool { return t.min != 0 || len(t.cas) > 0 }
+
+// tlsSettings returns the TLS settings for name: an edge's, which replace its domain's,
+// else the reserved domain's.
+func (s *Server) tlsSettings(name string) (edgeTLS, bool) {
+	if et, ok := s.router.Current().TLSSettings(name); ok {
+		return edgeTLS{account: et.AccountID, min: api.TLSVersion(et.MinVersion), cas: et.ClientCAIDs}, true
+	}
+	if r, ok := s.domains.Lookup(name); ok {
+		return edgeTLS{account: r.AccountID, min: r.MinTLSVersion, cas: r.ClientCAIDs}, true
+	}
+	return edgeTLS{}, false
+}
+
+func (s *Server) clientCAs(account string, ids []string) (*x509.CertPool, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	pool := x509.NewCertPool()
-	for _, id := range r.ClientCAIDs {
-		ca, err := s.store.GetCertificateAuthority(ctx, r.AccountID, id)
+	for _, id := range ids {
+		ca, err := s.store.GetCertificateAuthority(ctx, account, id)
 		if err != nil {
 			return nil, err
 		}
@@ -792,18 +808,15 @@ func (a acmeCerts) ChallengeTarget(domain string) string { return a.s.acme.Chall
 
 // tlsOnly reports whether name has edge TLS settings that plain HTTP would bypass.
 func (s *Server) tlsOnly(name string) bool {
-	if et, ok := s.router.Current().TLSSettings(name); ok {
-		return et.MinVersion != "" || len(et.ClientCAIDs) > 0
-	}
 	if t := s.table.Host(name); t != nil && t.Auth != nil {
 		return true // login cookies are Secure: the flow only works over HTTPS
 	}
-	r, ok := s.domains.Lookup(name)
-	return ok && (r.MinTLSVersion != 0 || len(r.ClientCAIDs) > 0)
+	t, ok := s.tlsSettings(name)
+	return ok && t.any()
 }
 
 // tunnelOAuth builds the login module an agent asked for on an http tunnel.
-func (s *Server) tunnelOAuth(name string, o *protocol.BindOAuth) (session.Middleware, error) {
+func (s *Server) tunnelOAuth(name string, o *protocol.BindOAuth) (route.Middleware, error) {
 	return oauth.New(oauth.Config{Provider: o.Provider, IssuerURL: o.Issuer, ClientID: o.ClientID, ClientSecret: o.ClientSecret,
 		Scopes: o.Scopes, AllowEmails: o.AllowEmails, AllowDomains: o.AllowDomains,
 		CookieSecret: s.keybox.DeriveKey("oauth cookies")[:], HTTPClient: s.authClient, Logger: s.log.With("tunnel", name)})

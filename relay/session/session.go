@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"math/big"
 	"net"
-	"net/http"
 	"os"
 	"strconv"
 	"strings"
@@ -57,11 +56,6 @@ type Authenticator interface {
 	Verify(token string) (Account, error)
 }
 
-// Middleware wraps an http tunnel's handler (a login module).
-type Middleware interface {
-	Wrap(next http.Handler) http.Handler
-}
-
 // Account is who an authtoken belongs to: ID decides which names it may bind, Name is
 // shown to the agent and in logs.
 type Account struct{ ID, Name string }
@@ -89,7 +83,7 @@ type Config struct {
 	// Version is the relay's release.
 	Version string
 	// OAuth builds the login module an http tunnel asked for (nil: refused).
-	OAuth func(name string, o *protocol.BindOAuth) (Middleware, error)
+	OAuth func(name string, o *protocol.BindOAuth) (route.Middleware, error)
 	// EdgeServes reports whether an HTTPS or TLS edge serves a name (edges take the
 	// name's traffic, so a tunnel binding it would get none); nil: no edges.
 	EdgeServes func(name string) bool
