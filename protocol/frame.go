@@ -11,6 +11,11 @@ import (
 // ALPN is the TLS application protocol the agent and the relay negotiate.
 const ALPN = "ferry/1"
 
+// DataALPN is the ALPN of a direct data connection: over the TCP fallback, an agent also
+// opens TLS connections that each carry one stream, without the multiplexer (see
+// DataJoin). The relay uses one for a public connection when it has one idle.
+const DataALPN = "ferry-data/1"
+
 // Version is the highest protocol version this build speaks; MinVersion the lowest.
 const (
 	Version    uint16 = 1
@@ -54,6 +59,10 @@ const (
 	TypeGoAway MsgType = 11
 	// TypeError: either side, a fatal session error; the sender closes the session after it.
 	TypeError MsgType = 12
+	// TypeDataJoin: agent → relay, first and only frame the agent sends on a new data
+	// connection (ALPN DataALPN) before the relay uses it; not answered. The relay's
+	// first bytes on it, whenever a public connection arrives, are a StreamHeader.
+	TypeDataJoin MsgType = 13
 
 	// TypeStreamHeader: relay → agent, first frame on every data stream. Answered by StreamResp.
 	TypeStreamHeader MsgType = 32
@@ -65,6 +74,7 @@ var typeNames = map[MsgType]string{
 	TypeHello: "Hello", TypeHelloResp: "HelloResp", TypeAuth: "Auth", TypeAuthResp: "AuthResp",
 	TypeBind: "Bind", TypeBindResp: "BindResp", TypeUnbind: "Unbind", TypeUnbindResp: "UnbindResp",
 	TypeHeartbeat: "Heartbeat", TypeHeartbeatAck: "HeartbeatAck", TypeGoAway: "GoAway", TypeError: "Error",
+	TypeDataJoin:     "DataJoin",
 	TypeStreamHeader: "StreamHeader", TypeStreamResp: "StreamResp",
 }
 

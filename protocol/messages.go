@@ -132,6 +132,17 @@ func (a *Auth) validate() error {
 type AuthResp struct {
 	SessionID string `json:"session_id"`
 	Account   string `json:"account,omitempty"`
+	// DataKey, on TCP sessions, invites the agent to open direct data connections
+	// (DataALPN) that prove they belong to this session with DataJoin{session_id,
+	// data_key}. Empty: the relay uses the multiplexed streams only.
+	DataKey string `json:"data_key,omitempty"`
+}
+
+// DataJoin is the first frame of a direct data connection (TypeDataJoin): the session it
+// belongs to and the key the relay gave that session in AuthResp.
+type DataJoin struct {
+	SessionID string `json:"session_id"`
+	Key       string `json:"key"`
 }
 
 // Bind asks the relay to start a tunnel (TypeBind).

@@ -363,7 +363,7 @@ func (c *Client) runSession(ctx context.Context, established *bool) error {
 	if err != nil {
 		return &Error{Kind: KindUnreachable, Err: fmt.Errorf("open control stream: %w", err)}
 	}
-	if err := c.handshake(ctrl); err != nil {
+	if err := c.handshake(sess, ctrl); err != nil {
 		return err
 	}
 
@@ -454,7 +454,7 @@ func (c *Client) dialError(err error) error {
 	return &Error{Kind: KindUnreachable, Err: fmt.Errorf("relay %s unreachable: %v (is ferry-relay running there? `ferry diagnose` checks DNS, TCP, TLS and UDP one by one)", c.cfg.Relay, err)}
 }
 
-func (c *Client) handshake(ctrl transport.Stream) error {
+func (c *Client) handshake(sess transport.Session, ctrl transport.Stream) error {
 	ctrl.SetDeadline(time.Now().Add(10 * time.Second))
 	defer ctrl.SetDeadline(time.Time{})
 	hr, ar, err := protocol.Handshake(ctrl, protocol.NewHello(c.cfg.Version), c.cfg.Authtoken)
@@ -465,6 +465,9 @@ func (c *Client) handshake(ctrl transport.Stream) error {
 	c.relayCaps = hr.Capabilities
 	c.mu.Unlock()
 	c.log.Info("session established", "relay", c.cfg.Relay, "session", ar.SessionID, "relay_version", hr.RelayVersion, "transport", c.Transport())
+	if ts, ok := sess.(*transport.TCPSession); ok && ar.DataKey != "" {
+		ts.StartDataConns(ar.SessionID, ar.DataKey) // streams without the multiplexer: see transport/tcpdata.go
+	}
 	return nil
 }
 

@@ -29,10 +29,18 @@ func smuxConfig() *smux.Config {
 // TCPSession is the fallback transport for networks that block UDP: TLS over TCP (ALPN
 // ferry/1, on the relay's public TLS port) with smux streams. It carries exactly the
 // same frames as QUIC.
+//
+// Besides the multiplexed streams, a session may carry direct data connections, one
+// stream each (see tcpdata.go): the relay opens streams on them when it has one idle.
 type TCPSession struct {
 	m      *smux.Session
 	ctx    context.Context
 	cancel context.CancelCauseFunc
+	data   dataConns
+
+	// Agent side: how to dial data connections (set by DialTCP).
+	dialAddr string
+	dataConf *tls.Config
 }
 
 // NewTCPSession runs smux over an established TLS connection; server is true on the relay.
@@ -52,7 +60,14 @@ func NewTCPSession(c net.Conn, server bool) (*TCPSession, error) {
 	go func() {
 		<-m.CloseChan()
 		cancel(errors.New("session closed by peer"))
+		s.data.closeAll()
 	}()
+	if !server {
+		// The agent accepts streams from the multiplexer and from data connections.
+		s.data.tokens = make(chan struct{}, MaxDataConns)
+		s.data.accepted = make(chan Stream)
+		go s.acceptMux()
+	}
 	return s, nil
 }
 
@@ -60,6 +75,9 @@ func NewTCPSession(c net.Conn, server bool) (*TCPSession, error) {
 func DialTCP(ctx context.Context, addr string, tlsConf *tls.Config) (*TCPSession, error) {
 	tlsConf = tlsConf.Clone()
 	tlsConf.NextProtos = []string{protocol.ALPN}
+	if tlsConf.ClientSessionCache == nil { // data connections resume the session's TLS session
+		tlsConf.ClientSessionCache = tls.NewLRUClientSessionCache(4)
+	}
 	d := tls.Dialer{Config: tlsConf}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
@@ -74,6 +92,9 @@ func DialTCP(ctx context.Context, addr string, tlsConf *tls.Config) (*TCPSession
 		c.Close()
 		return nil, err
 	}
+	s.dialAddr = addr
+	s.dataConf = tlsConf.Clone()
+	s.dataConf.NextProtos = []string{protocol.DataALPN}
 	return s, nil
 }
 
@@ -82,6 +103,9 @@ func (s *TCPSession) Name() string { return "tcp" }
 
 // OpenStream implements Session.
 func (s *TCPSession) OpenStream(ctx context.Context) (Stream, error) {
+	if st := s.takeData(); st != nil {
+		return st, nil
+	}
 	st, err := s.m.OpenStream()
 	if err != nil {
 		return nil, s.closedErr(err)
@@ -91,6 +115,16 @@ func (s *TCPSession) OpenStream(ctx context.Context) (Stream, error) {
 
 // AcceptStream implements Session.
 func (s *TCPSession) AcceptStream(ctx context.Context) (Stream, error) {
+	if s.data.accepted != nil {
+		select {
+		case st := <-s.data.accepted:
+			return st, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.ctx.Done():
+			return nil, s.closedErr(net.ErrClosed)
+		}
+	}
 	// smux's accept takes a deadline, not a context: turn the context into one.
 	s.m.SetDeadline(time.Time{})
 	if d, ok := ctx.Deadline(); ok {
@@ -108,6 +142,24 @@ func (s *TCPSession) AcceptStream(ctx context.Context) (Stream, error) {
 	return tcpStream{st}, nil
 }
 
+// acceptMux feeds the multiplexer's streams to AcceptStream (agent side).
+func (s *TCPSession) acceptMux() {
+	for {
+		st, err := s.m.AcceptStream()
+		if err != nil { // the connection failed or closed: so did the session
+			s.cancel(fmt.Errorf("session ended: %w", err))
+			s.data.closeAll()
+			return
+		}
+		select {
+		case s.data.accepted <- tcpStream{st}:
+		case <-s.ctx.Done():
+			st.Close()
+			return
+		}
+	}
+}
+
 func (s *TCPSession) closedErr(err error) error {
 	if cause := context.Cause(s.ctx); cause != nil {
 		return fmt.Errorf("%w (%v)", net.ErrClosed, cause)
@@ -119,6 +171,7 @@ func (s *TCPSession) closedErr(err error) error {
 // to the peer as an Error or GoAway frame on the control stream before this is called.
 func (s *TCPSession) CloseWithError(code protocol.ErrorCode, msg string) error {
 	s.cancel(&protocol.Error{Code: code, Message: msg})
+	s.data.closeAll()
 	return s.m.Close()
 }
 

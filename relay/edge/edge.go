@@ -222,7 +222,7 @@ func (e *Edge) handleTLS(raw net.Conn) {
 	if e.cfg.Challenge != nil && e.cfg.Challenge(hello, c) {
 		return
 	}
-	if e.cfg.Agent != nil && slices.Contains(hello.ALPN, protocol.ALPN) {
+	if e.cfg.Agent != nil && (slices.Contains(hello.ALPN, protocol.ALPN) || slices.Contains(hello.ALPN, protocol.DataALPN)) {
 		unlimit(raw)        // agents are not public clients; the session server has its own limits
 		e.conns.remove(raw) // nor do they count as public connections to drain
 		e.cfg.Agent(c)

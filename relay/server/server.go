@@ -347,7 +347,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	}
 	tcpHost := c.TCPHost()
 	var sessions *session.Server
-	agentTLS := &tls.Config{Certificates: []tls.Certificate{*s.cert}, MinVersion: tls.VersionTLS13, NextProtos: []string{protocol.ALPN}}
+	agentTLS := &tls.Config{Certificates: []tls.Certificate{*s.cert}, MinVersion: tls.VersionTLS13, NextProtos: []string{protocol.ALPN, protocol.DataALPN}}
 	var challenge func(*sni.ClientHello, net.Conn) bool
 	var plainHTTP func(http.Handler) http.Handler
 	if m := s.acme; m != nil {
@@ -478,6 +478,10 @@ func (s *Server) serveTCPAgent(ctx context.Context, sessions *session.Server, c 
 	if err != nil {
 		s.log.Info("agent TLS handshake failed", "remote", c.RemoteAddr(), "transport", "tcp", "err", err)
 		c.Close()
+		return
+	}
+	if tc.ConnectionState().NegotiatedProtocol == protocol.DataALPN {
+		sessions.JoinData(tc)
 		return
 	}
 	sess, err := transport.NewTCPSession(tc, true)

@@ -109,9 +109,31 @@ type Server struct {
 	authLimit *authLimiter
 
 	mu      sync.Mutex
-	streams map[string]*route.StreamLimit // open connections per account
-	online  map[string]int                // online tunnels per account
-	agents  map[*agent]struct{}           // connected agents, for GoAwayAll
+	streams map[string]*route.StreamLimit     // open connections per account
+	online  map[string]int                    // online tunnels per account
+	agents  map[*agent]struct{}               // connected agents, for GoAwayAll
+	data    map[string]transport.DataAcceptor // TCP sessions taking data connections, by session id
+}
+
+// JoinData takes a direct data connection (ALPN protocol.DataALPN) an agent opened for
+// its TCP session: it reads the DataJoin, checks the session's key and hands the
+// connection over, or closes it.
+func (s *Server) JoinData(c *tls.Conn) {
+	c.SetReadDeadline(time.Now().Add(HandshakeTimeout))
+	var j protocol.DataJoin
+	err := protocol.ReadMsg(c, protocol.MaxPreAuthFrame, protocol.TypeDataJoin, &j)
+	c.SetReadDeadline(time.Time{})
+	if err == nil {
+		s.mu.Lock()
+		da := s.data[j.SessionID]
+		s.mu.Unlock()
+		if da != nil && da.JoinData(j.Key, c) {
+			return
+		}
+		err = errors.New("no such session, wrong key, or the session holds as many as it may")
+	}
+	s.cfg.Log.Debug("data connection refused", "remote", c.RemoteAddr(), "err", err)
+	c.Close()
 }
 
 // GoAwayAll tells every connected agent the relay is going away, so they connect again
@@ -283,7 +305,22 @@ func (a *agent) run(ctx context.Context) error {
 	sid := randomName(12)
 	a.account = acct.ID
 	a.log = a.log.With("session", sid, "account", acct.Name)
-	if err := a.send(protocol.TypeAuthResp, &protocol.AuthResp{SessionID: sid, Account: acct.Name}); err != nil {
+	resp := &protocol.AuthResp{SessionID: sid, Account: acct.Name}
+	if da, ok := a.sess.(transport.DataAcceptor); ok {
+		resp.DataKey = da.AcceptDataConns()
+		a.srv.mu.Lock()
+		if a.srv.data == nil {
+			a.srv.data = make(map[string]transport.DataAcceptor)
+		}
+		a.srv.data[sid] = da
+		a.srv.mu.Unlock()
+		defer func() {
+			a.srv.mu.Lock()
+			delete(a.srv.data, sid)
+			a.srv.mu.Unlock()
+		}()
+	}
+	if err := a.send(protocol.TypeAuthResp, resp); err != nil {
 		return err
 	}
 	ctrl.SetReadDeadline(time.Time{})

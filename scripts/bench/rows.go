@@ -156,8 +156,8 @@ func (b *bench) bulkRows(p tcpPath) {
 			return r.mibps(), use.end(r.bytes)
 		})
 	}
-	if p.ferry() && p.transport == "tcp" {
-		b.floorRow(n)
+	if p.ferry() {
+		b.floorRow(p.transport, n)
 	}
 	if !p.ferry() || use.bytes == 0 {
 		return
@@ -612,22 +612,38 @@ func count(n int) string {
 	return s
 }
 
-// floorRow measures the bare TLS chain (the floor of the TCP fallback) against direct in
-// the same run, so the bulk rows above can be read against what the machine allows.
-func (b *bench) floorRow(n int64) {
-	chain, err := startTLSChain(b.up.tcpAddr())
-	if err != nil {
-		b.add(measure{metric: "floor: bare TLS chain", transport: "-", err: err})
+// floorRow measures a bare chain with the transport's own protocol in the middle (the
+// floor of that transport) against direct in the same run, so the bulk rows above can be
+// read against what the machine allows.
+func (b *bench) floorRow(transport string, n int64) {
+	var addr, what string
+	switch transport {
+	case "tcp":
+		chain, err := startTLSChain(b.up.tcpAddr())
+		if err != nil {
+			b.add(measure{metric: "floor: bare TLS chain", transport: transport, err: err})
+			return
+		}
+		defer chain.close()
+		addr, what = chain.addr(), "a bare TLS chain (3 loopback hops, 1 TLS leg, io.Copy)"
+	case "quic":
+		chain, err := startQUICChain(b.up.tcpAddr())
+		if err != nil {
+			b.add(measure{metric: "floor: bare QUIC chain", transport: transport, err: err})
+			return
+		}
+		defer chain.close()
+		addr, what = chain.addr(), "a bare quic-go chain (3 loopback hops, 1 QUIC stream, io.Copy)"
+	default:
 		return
 	}
-	defer chain.close()
-	m := measure{metric: fmt.Sprintf("floor: bulk TCP, 1 conn, %s each way through a bare TLS chain (3 loopback hops, 1 TLS leg, io.Copy)", sizeText(n)),
-		transport: "tcp", unit: "MiB/s", compare: compareRatio}
+	m := measure{metric: fmt.Sprintf("floor: bulk TCP, 1 conn, %s each way through %s", sizeText(n), what),
+		transport: transport, unit: "MiB/s", compare: compareRatio}
 	b.pair(m, func() (float64, error) {
 		r, err := bulkTCP(b.ctx, b.up.tcpAddr(), n, 1)
 		return r.mibps(), err
 	}, func() (float64, error) {
-		r, err := bulkTCP(b.ctx, chain.addr(), n, 1)
+		r, err := bulkTCP(b.ctx, addr, n, 1)
 		return r.mibps(), err
 	})
 }
