@@ -268,6 +268,20 @@ func (b *bench) httpRows(transport string, a *agentProc) {
 	}
 	b.pair(measure{metric: fmt.Sprintf("HTTP/1.1 req/s, %d keep-alive clients, 1 KiB answers (%s edge)", rpsWorkers, scheme),
 		transport: transport, unit: "req/s", compare: compareRatio, target: atLeastRatio(0.5)}, rate(direct), rate(tunnel))
+
+	// The floor of any two-hop HTTP path: the same requests through the bare TLS chain,
+	// whose hops only copy bytes (no HTTP parsing, one TLS leg instead of Ferry's two).
+	if transport != "tcp" {
+		return
+	}
+	chain, err := startTLSChain(b.up.httpAddr())
+	if err != nil {
+		b.add(measure{metric: "floor: HTTP req/s through a bare TLS chain", transport: transport, err: err})
+		return
+	}
+	defer chain.close()
+	b.pair(measure{metric: fmt.Sprintf("floor: HTTP/1.1 req/s, %d keep-alive clients, through a bare TLS chain (2 byte-copying hops, no HTTP parsing)", rpsWorkers),
+		transport: transport, unit: "req/s", compare: compareRatio}, rate(direct), rate("http://"+chain.addr()))
 }
 
 // ---- connections and latency --------------------------------------------------------------
