@@ -232,14 +232,21 @@ func (s *TCPSession) dataSlot(join []byte) {
 func (s *TCPSession) dialData(join []byte) (Stream, error) {
 	release := func() { <-s.data.tokens }
 	ctx, cancel := context.WithTimeout(s.ctx, dataDialTimeout)
-	d := tls.Dialer{Config: s.dataConf}
+	var d net.Dialer
 	nc, err := d.DialContext(ctx, "tcp", s.dialAddr)
-	cancel()
 	if err != nil {
+		cancel()
 		release()
 		return nil, err
 	}
-	c := nc.(*tls.Conn)
+	c := tls.Client(BatchWrites(nc), s.dataConf)
+	err = c.HandshakeContext(ctx)
+	cancel()
+	if err != nil {
+		nc.Close()
+		release()
+		return nil, err
+	}
 	if !s.data.add(c, release) {
 		c.Close()
 		release()
@@ -275,6 +282,23 @@ type dataStream struct {
 	first  int // a byte read ahead while waiting for the relay (agent side), or -1
 	d      *dataConns
 	closed sync.Once
+}
+
+// Write implements net.Conn: the TLS records of one Write leave in one system call.
+func (s *dataStream) Write(p []byte) (int, error) {
+	b, ok := s.Conn.NetConn().(*batchConn)
+	if !ok || len(p) <= 16<<10 {
+		return s.Conn.Write(p)
+	}
+	b.begin()
+	n, err := s.Conn.Write(p)
+	if ferr := b.flush(); err == nil {
+		err = ferr
+	}
+	if err != nil {
+		n = 0 // gathered, perhaps not sent: nothing is known to have arrived
+	}
+	return n, err
 }
 
 // Read implements net.Conn.
@@ -317,4 +341,63 @@ func baseConn(c net.Conn) net.Conn {
 		}
 		c = u.NetConn()
 	}
+}
+
+// batchConn sits under a data connection's TLS: while a stream Write is in progress
+// (begin … flush) it gathers the TLS records that Write produces, and anything else
+// written meanwhile, in order, and sends them in one system call instead of one per
+// 16 KiB record.
+type batchConn struct {
+	net.Conn
+	mu  sync.Mutex
+	on  bool
+	buf *[]byte
+}
+
+var batchBufs = sync.Pool{New: func() any { b := make([]byte, 0, largeBufSize+1024); return &b }}
+
+// BatchWrites wraps the TCP connection under an agent connection's TLS on the relay, so
+// that data connections can send each Write in one system call (see batchConn).
+func BatchWrites(c net.Conn) net.Conn { return &batchConn{Conn: c} }
+
+// NetConn returns the wrapped connection.
+func (b *batchConn) NetConn() net.Conn { return b.Conn }
+
+// Write implements net.Conn.
+func (b *batchConn) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.on {
+		*b.buf = append(*b.buf, p...)
+		return len(p), nil
+	}
+	return b.Conn.Write(p)
+}
+
+func (b *batchConn) begin() {
+	b.mu.Lock()
+	b.on = true
+	if b.buf == nil {
+		b.buf = batchBufs.Get().(*[]byte)
+	}
+	b.mu.Unlock()
+}
+
+func (b *batchConn) flush() error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.on = false
+	if b.buf == nil {
+		return nil
+	}
+	var err error
+	if len(*b.buf) > 0 {
+		_, err = b.Conn.Write(*b.buf)
+	}
+	*b.buf = (*b.buf)[:0]
+	if cap(*b.buf) <= 2*largeBufSize { // keep the pool's buffers ordinary-sized
+		batchBufs.Put(b.buf)
+	}
+	b.buf = nil
+	return err
 }

@@ -78,6 +78,7 @@ type Edge struct {
 	cfg      Config
 	log      *slog.Logger
 	conns    connSet
+	slots    sync.Map     // net.Conn → *connSlot: each public HTTP connection's stream to its agent (affine.go)
 	https    *http.Server // serves HTTP over TLS connections the edge terminated
 	httpsLn  *transport.ConnQueue
 	plain    *http.Server // serves plain HTTP on the HTTP address
@@ -120,12 +121,14 @@ func (e *Edge) newHTTPServer(h http.Handler) *http.Server {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(e.log.Handler(), slog.LevelDebug),
+		ConnContext:       e.connContext,
 		ConnState: func(c net.Conn, s http.ConnState) {
 			switch s {
 			case http.StateNew:
 				e.conns.add(c)
 			case http.StateHijacked, http.StateClosed:
 				e.conns.remove(c)
+				e.endSlot(c)
 			}
 		},
 	}

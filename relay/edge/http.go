@@ -94,7 +94,10 @@ func (e *Edge) NewHTTPHandler(t *route.Tunnel) (http.Handler, func()) {
 	}
 	tr := NewTransport(func(ctx context.Context) (net.Conn, error) { return t.Dial(ctx, protocol.StreamHTTP, "", t.Host) })
 	t.Transport = tr // edges whose backends select this tunnel send their requests here
-	proxy := NewProxy(ProxyConfig{Name: host, Log: t.Log, Headers: t.Headers, Transport: tr})
+	// Requests from the tunnel's own name use their public connection's stream; edges
+	// balancing over tunnels use the pool.
+	affine := &affineTransport{dial: func(ctx context.Context) (net.Conn, error) { return t.Dial(ctx, protocol.StreamHTTP, "", t.Host) }, pool: tr}
+	proxy := NewProxy(ProxyConfig{Name: host, Log: t.Log, Headers: t.Headers, Transport: affine})
 	m := HTTPModules{Name: host, Log: t.Log, IPPolicy: t.IPPolicy, BasicAuth: t.BasicAuth,
 		Compression: t.Compression, Breaker: t.Breaker, Observer: e.cfg.Observer}
 	if t.Webhook != nil {

@@ -471,7 +471,7 @@ func (s *Server) Serve(ctx context.Context) error {
 
 // serveTCPAgent runs an agent session over the TCP fallback transport.
 func (s *Server) serveTCPAgent(ctx context.Context, sessions *session.Server, c net.Conn, conf *tls.Config) {
-	tc := tls.Server(c, conf)
+	tc := tls.Server(transport.BatchWrites(c), conf)
 	hctx, cancel := context.WithTimeout(ctx, session.HandshakeTimeout)
 	err := tc.HandshakeContext(hctx)
 	cancel()
