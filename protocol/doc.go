@@ -44,8 +44,19 @@
 //  5. Close: the relay sends GoAway{reason} before it shuts down; either side may
 //     send Error{code, message} and close the session with that code.
 //
+// # Data connections (TCP fallback)
+//
+// On a TCP session the relay's AuthResp may carry data_key. The agent then also opens
+// TLS connections to the same address with ALPN "ferry-data/1" (DataALPN), each starting
+// with one DataJoin{session_id, key} frame, and keeps a few idle. Each carries exactly one
+// stream, with no multiplexer framing: when a public connection arrives the relay takes
+// an idle one and writes the StreamHeader on it, and from there it is step 4 above.
+// Half-close is TLS close_notify; reset is a TCP reset. The session's end closes them.
+// Relays without data_key, and agents that ignore it, use multiplexed streams only.
+//
 // # Version history
 //
 //	1  2026-11  first version: Hello, Auth, Bind/Unbind, Heartbeat, GoAway, Error,
-//	            StreamHeader, StreamResp.
+//	            StreamHeader, StreamResp; later DataJoin and AuthResp.data_key (optional,
+//	            ignored by older peers, so no version change).
 package protocol
