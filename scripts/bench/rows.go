@@ -493,16 +493,20 @@ func (b *bench) churnRows(transport string, a *agentProc) {
 	}
 	b.logf("  churn: %d connections at %.0f/s", done, rate)
 	// Goroutines may take a moment to end after the last close: wait up to 30s for them
-	// to come back, then read whatever is there.
-	var g1 reading
+	// to come back (all of them, or a count that has stopped moving), then read whatever
+	// is there.
+	var g1, prev reading
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		if g1, err = read(); err != nil {
 			fail(err)
 			return
 		}
-		if (g1.relayG <= g0.relayG+10 && g1.agentG <= g0.agentG+10) || time.Now().After(deadline) {
+		back := g1.relayG <= g0.relayG && g1.agentG <= g0.agentG
+		steady := g1 == prev && g1.relayG <= g0.relayG+10 && g1.agentG <= g0.agentG+10
+		if back || steady || time.Now().After(deadline) {
 			break
 		}
+		prev = g1
 		if err := sleepCtx(b.ctx, 500*time.Millisecond); err != nil {
 			fail(err)
 			return
