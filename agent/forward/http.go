@@ -28,6 +28,8 @@ type httpProxy struct {
 	srv *http.Server
 	rp  *httputil.ReverseProxy
 	tr  *http.Transport
+	// slots give each relay stream its own upstream connection (plain-HTTP upstreams).
+	slots transport.Slots
 	// upstream is rp, or a file server for file:// tunnels.
 	upstream http.Handler
 }
@@ -55,6 +57,17 @@ func newHTTPProxy(t *Tunnel, log *slog.Logger) *httpProxy {
 		ForceAttemptHTTP2:   true,
 	}
 	p := &httpProxy{t: t, q: transport.NewConnQueue(), tr: tr}
+	var rt http.RoundTripper = tr
+	if t.Scheme == "http" {
+		// Each relay stream gets a connection of its own to a plain-HTTP upstream, used
+		// by the goroutine serving the request (see transport.AffineTransport).
+		rt = &transport.AffineTransport{Pool: tr, Dial: func(ctx context.Context) (net.Conn, error) {
+			if t.Network == "unix" {
+				return dialer.DialContext(ctx, "unix", t.Addr)
+			}
+			return dialer.DialContext(ctx, "tcp", t.Addr)
+		}}
+	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
@@ -71,7 +84,7 @@ func newHTTPProxy(t *Tunnel, log *slog.Logger) *httpProxy {
 				}
 			}
 		},
-		Transport:  tr,
+		Transport:  rt,
 		BufferPool: transport.ProxyBuffers{},
 		ErrorLog:   slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
@@ -104,12 +117,14 @@ func newHTTPProxy(t *Tunnel, log *slog.Logger) *httpProxy {
 		ReadHeaderTimeout: time.Minute, // the relay already bounded the public client
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
-		ConnState: func(_ net.Conn, s http.ConnState) {
+		ConnContext:       p.slots.ConnContext,
+		ConnState: func(c net.Conn, s http.ConnState) {
 			switch s {
 			case http.StateNew:
 				t.Conns.Add(1)
 			case http.StateClosed, http.StateHijacked:
 				t.Conns.Add(-1)
+				p.slots.End(c)
 			}
 		},
 	}

@@ -78,8 +78,8 @@ type Edge struct {
 	cfg      Config
 	log      *slog.Logger
 	conns    connSet
-	slots    sync.Map     // net.Conn → *connSlot: each public HTTP connection's stream to its agent (affine.go)
-	https    *http.Server // serves HTTP over TLS connections the edge terminated
+	slots    transport.Slots // each public HTTP/1 connection's own stream to its agent
+	https    *http.Server    // serves HTTP over TLS connections the edge terminated
 	httpsLn  *transport.ConnQueue
 	plain    *http.Server // serves plain HTTP on the HTTP address
 	tlsHTTP  *tls.Config  // termination config for http tunnels (h2 + http/1.1)
@@ -121,14 +121,14 @@ func (e *Edge) newHTTPServer(h http.Handler) *http.Server {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(e.log.Handler(), slog.LevelDebug),
-		ConnContext:       e.connContext,
+		ConnContext:       e.slots.ConnContext,
 		ConnState: func(c net.Conn, s http.ConnState) {
 			switch s {
 			case http.StateNew:
 				e.conns.add(c)
 			case http.StateHijacked, http.StateClosed:
 				e.conns.remove(c)
-				e.endSlot(c)
+				e.slots.End(c)
 			}
 		},
 	}

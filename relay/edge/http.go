@@ -96,7 +96,7 @@ func (e *Edge) NewHTTPHandler(t *route.Tunnel) (http.Handler, func()) {
 	t.Transport = tr // edges whose backends select this tunnel send their requests here
 	// Requests from the tunnel's own name use their public connection's stream; edges
 	// balancing over tunnels use the pool.
-	affine := &affineTransport{dial: func(ctx context.Context) (net.Conn, error) { return t.Dial(ctx, protocol.StreamHTTP, "", t.Host) }, pool: tr}
+	affine := &transport.AffineTransport{Dial: func(ctx context.Context) (net.Conn, error) { return t.Dial(ctx, protocol.StreamHTTP, "", t.Host) }, Pool: tr}
 	proxy := NewProxy(ProxyConfig{Name: host, Log: t.Log, Headers: t.Headers, Transport: affine})
 	m := HTTPModules{Name: host, Log: t.Log, IPPolicy: t.IPPolicy, BasicAuth: t.BasicAuth,
 		Compression: t.Compression, Breaker: t.Breaker, Observer: e.cfg.Observer}

@@ -12,6 +12,7 @@ import (
 	"net/http/httptrace"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/ferrytunnel/ferry/agent/forward"
@@ -283,4 +284,58 @@ func TestTunnelIsolation(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
+}
+
+// TestHTTPKeepAliveMixedRequests: one keep-alive client connection alternates GETs (each
+// connection's own stream at the relay, and its own upstream connection at the agent) and
+// POSTs with bodies (the pooled transports), through both transports, inspected or not;
+// every answer must be the one to its own request, and the upstream sees few connections.
+func TestHTTPKeepAliveMixedRequests(t *testing.T) {
+	bothTransports(t, func(t *testing.T, r *relayEnv) {
+		for _, inspected := range []bool{false, true} {
+			t.Run(fmt.Sprintf("inspect=%v", inspected), func(t *testing.T) {
+				var conns atomic.Int64
+				up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+					b, _ := io.ReadAll(req.Body)
+					fmt.Fprintf(w, "%s %s %s", req.Method, req.URL.Path, b)
+				}))
+				up.Config.ConnState = func(_ net.Conn, s http.ConnState) {
+					if s == http.StateNew {
+						conns.Add(1)
+					}
+				}
+				up.Start()
+				defer up.Close()
+				var store *inspect.Store
+				if inspected {
+					store = inspect.NewStore()
+				}
+				a := r.startAgent(&forward.Tunnel{Name: "ka", Proto: "http", Addr: up.Listener.Addr().String(), Inspect: inspected, Store: store})
+				defer a.stop(t)
+				base := a.url(t, "http")
+				c := r.httpClient(false)
+				c.Transport.(*http.Transport).MaxConnsPerHost = 1
+				defer c.CloseIdleConnections()
+				for i := range 30 {
+					method, body := "GET", ""
+					if i%3 == 2 {
+						method, body = "POST", fmt.Sprintf("body-%d", i)
+					}
+					req, _ := http.NewRequest(method, fmt.Sprintf("%s/r%d", base, i), strings.NewReader(body))
+					resp, err := c.Do(req)
+					if err != nil {
+						t.Fatalf("request %d: %v", i, err)
+					}
+					got, _ := io.ReadAll(resp.Body)
+					resp.Body.Close()
+					if want := fmt.Sprintf("%s /r%d %s", method, i, body); resp.StatusCode != 200 || string(got) != want {
+						t.Fatalf("request %d: %d %q, want 200 %q", i, resp.StatusCode, got, want)
+					}
+				}
+				if n := conns.Load(); n > 3 {
+					t.Errorf("30 requests on one client connection opened %d upstream connections, want at most 3", n)
+				}
+			})
+		}
+	})
 }

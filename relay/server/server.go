@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -476,7 +477,11 @@ func (s *Server) serveTCPAgent(ctx context.Context, sessions *session.Server, c 
 	err := tc.HandshakeContext(hctx)
 	cancel()
 	if err != nil {
-		s.log.Info("agent TLS handshake failed", "remote", c.RemoteAddr(), "transport", "tcp", "err", err)
+		level := slog.LevelInfo
+		if errors.Is(err, io.EOF) { // closed before a word was said: an agent's spare data connection as its session ended
+			level = slog.LevelDebug
+		}
+		s.log.Log(ctx, level, "agent TLS handshake failed", "remote", c.RemoteAddr(), "transport", "tcp", "err", err)
 		c.Close()
 		return
 	}

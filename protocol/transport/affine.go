@@ -1,4 +1,4 @@
-package edge
+package transport
 
 import (
 	"bufio"
@@ -11,23 +11,42 @@ import (
 	"time"
 )
 
-// Connection-affine requests.
+// Connection-affine requests, for the relay's and the agent's reverse proxies.
 //
 // http.Transport hands every request to two goroutines of a pooled connection (one writes
 // the request, one reads the answer) and back; for small requests those hand-offs and the
-// pool's bookkeeping cost the relay more than the bytes. So each public HTTP/1.x
-// connection gets a stream of its own to the agent (a "slot"), used by one request at a
-// time, written and read by the goroutine serving the request. Requests that need the
-// pool's machinery (a body to send while the answer may already come back, an Upgrade,
-// HTTP/2's concurrent requests on one connection) still go through the pooled transport.
+// pool's bookkeeping cost more than the bytes. So each inbound HTTP/1.x connection (a
+// public client's at the relay, a relay stream at the agent) gets an outbound connection
+// of its own (a "slot"), used by one request at a time, written and read by the goroutine
+// serving the request. Requests that need the pool's machinery (a body to send while the
+// answer may already come back, an Upgrade, HTTP/2's concurrent requests on one
+// connection) still go through the pooled transport.
 
-// slotKey is the context key of a public connection's slot (see Edge.connContext).
+// slotKey is the context key of an inbound connection's slot (see Slots.ConnContext).
 type slotKey struct{}
 
-// connSlot is one public connection's own stream to an agent, or none yet.
+// Slots holds the slots of an http.Server's inbound connections: set its ConnContext to
+// ConnContext and call End from its ConnState when a connection closes or is hijacked.
+type Slots struct{ m sync.Map } // net.Conn → *connSlot
+
+// ConnContext gives an inbound connection a slot (http.Server.ConnContext).
+func (s *Slots) ConnContext(ctx context.Context, c net.Conn) context.Context {
+	slot := &connSlot{}
+	s.m.Store(c, slot)
+	return context.WithValue(ctx, slotKey{}, slot)
+}
+
+// End closes a connection's slot when the connection ends (from ConnState).
+func (s *Slots) End(c net.Conn) {
+	if slot, ok := s.m.LoadAndDelete(c); ok {
+		slot.(*connSlot).close()
+	}
+}
+
+// connSlot is one inbound connection's own outbound connection, or none yet.
 type connSlot struct {
 	mu     sync.Mutex // held from a request's write until its answer's body is closed
-	owner  *affineTransport
+	owner  *AffineTransport
 	conn   net.Conn
 	br     *bufio.Reader
 	bw     *bufio.Writer
@@ -51,40 +70,28 @@ func (s *connSlot) close() {
 	s.mu.Unlock()
 }
 
-// connContext gives each public connection a slot (http.Server.ConnContext).
-func (e *Edge) connContext(ctx context.Context, c net.Conn) context.Context {
-	s := &connSlot{}
-	e.slots.Store(c, s)
-	return context.WithValue(ctx, slotKey{}, s)
-}
-
-// endSlot closes a connection's slot when the connection ends (from ConnState).
-func (e *Edge) endSlot(c net.Conn) {
-	if s, ok := e.slots.LoadAndDelete(c); ok {
-		s.(*connSlot).close()
-	}
-}
-
-// affineTransport sends a request over its public connection's slot when it can, and
-// through pool otherwise.
-type affineTransport struct {
-	dial func(ctx context.Context) (net.Conn, error)
-	pool http.RoundTripper
+// AffineTransport sends a request over its inbound connection's slot when it can, and
+// through Pool otherwise.
+type AffineTransport struct {
+	// Dial opens a slot's outbound connection.
+	Dial func(ctx context.Context) (net.Conn, error)
+	// Pool carries the requests a slot cannot.
+	Pool http.RoundTripper
 }
 
 // slotBufSize sizes a slot's buffered reader and writer (request and answer heads).
 const slotBufSize = 4 << 10
 
 // RoundTrip implements http.RoundTripper.
-func (t *affineTransport) RoundTrip(req *http.Request) (*http.Response, error) {
+func (t *AffineTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	s, _ := req.Context().Value(slotKey{}).(*connSlot)
 	if s == nil || req.ProtoMajor != 1 || (req.Body != nil && req.Body != http.NoBody) ||
 		req.Header.Get("Upgrade") != "" || !s.mu.TryLock() {
-		return t.pool.RoundTrip(req)
+		return t.Pool.RoundTrip(req)
 	}
 	if s.closed {
 		s.mu.Unlock()
-		return t.pool.RoundTrip(req)
+		return t.Pool.RoundTrip(req)
 	}
 	resp, err := t.roundTrip(s, req)
 	if err != nil {
@@ -97,12 +104,12 @@ func (t *affineTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // roundTrip runs one request over s (locked); on success s stays locked until the
 // answer's body is closed.
-func (t *affineTransport) roundTrip(s *connSlot, req *http.Request) (*http.Response, error) {
+func (t *AffineTransport) roundTrip(s *connSlot, req *http.Request) (*http.Response, error) {
 	for attempt := 0; ; attempt++ {
 		reused := s.conn != nil && s.owner == t
 		if !reused {
 			s.drop()
-			c, err := t.dial(req.Context())
+			c, err := t.Dial(req.Context())
 			if err != nil {
 				return nil, err
 			}
@@ -187,10 +194,10 @@ func (b *slotBody) Close() error {
 	return err
 }
 
-// CloseIdleConnections closes the pool's idle connections (slots end with their public
+// CloseIdleConnections closes the pool's idle connections (slots end with their inbound
 // connections).
-func (t *affineTransport) CloseIdleConnections() {
-	if p, ok := t.pool.(interface{ CloseIdleConnections() }); ok {
+func (t *AffineTransport) CloseIdleConnections() {
+	if p, ok := t.Pool.(interface{ CloseIdleConnections() }); ok {
 		p.CloseIdleConnections()
 	}
 }

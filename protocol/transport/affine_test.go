@@ -1,11 +1,12 @@
-package edge
+package transport
 
 import (
 	"context"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -46,16 +47,18 @@ func (u *countingUpstream) dial(ctx context.Context) (net.Conn, error) {
 // proxying to the upstream through an affineTransport (pool on a second upstream).
 func affineFront(t *testing.T, slot, pool *countingUpstream) string {
 	t.Helper()
-	tr := &affineTransport{dial: slot.dial, pool: NewTransport(pool.dial)}
-	e := &Edge{}
-	proxy := NewProxy(ProxyConfig{Name: "app.test", Log: slog.New(slog.DiscardHandler), Transport: tr})
+	tr := &AffineTransport{Dial: slot.dial, Pool: &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) { return pool.dial(ctx) }}}
+	var slots Slots
+	target := &url.URL{Scheme: "http", Host: "app.test"}
+	proxy := &httputil.ReverseProxy{Transport: tr, Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(target) }}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: proxy, ConnContext: e.connContext, ConnState: func(c net.Conn, s http.ConnState) {
+	srv := &http.Server{Handler: proxy, ConnContext: slots.ConnContext, ConnState: func(c net.Conn, s http.ConnState) {
 		if s == http.StateClosed || s == http.StateHijacked {
-			e.endSlot(c)
+			slots.End(c)
 		}
 	}}
 	go srv.Serve(ln) //nolint:errcheck
