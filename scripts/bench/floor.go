@@ -1,3 +1,5 @@
+//go:build linux
+
 package main
 
 import (
@@ -7,9 +9,14 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
+	"fmt"
 	"io"
 	"math/big"
 	"net"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -17,39 +24,88 @@ import (
 	"github.com/ferrytunnel/ferry/protocol/transport"
 )
 
-// tlsChain is the floor the TCP fallback cannot go below: the same three loopback hops
-// (client → "relay" → "agent" → upstream) with one TLS leg in the middle, copied by
-// plain io.Copy with no framing, multiplexing or routing. Its ratio to direct is what the
-// kernel and AES-GCM alone allow on this machine.
-type tlsChain struct {
-	front, back net.Listener
+// The floors: the same three loopback hops as a tunnel (client → "relay" → "agent" →
+// upstream) with the transport's own protocol in the middle (one TLS connection per
+// client connection, or one quic-go connection with a stream each), copied by plain
+// io.Copy with no framing, multiplexing or routing. Like the relay and the agent, each
+// half runs in a process of its own (this program again, with the hidden command below),
+// so the floor pays the same cross-process scheduling a tunnel does. Its ratio to direct
+// is what the kernel, the cipher and the transport library alone allow on this machine.
+const (
+	floorHelperCmd   = "floor-helper"
+	floorReadyPrefix = "BENCH_FLOOR_READY "
+)
+
+// floorHelper is the helper's main: floor-helper tls|quic front|back TARGET. It listens
+// on a loopback port the kernel picks, prints it, and serves until SIGINT.
+func floorHelper(args []string) int {
+	if len(args) != 3 {
+		fmt.Fprintf(os.Stderr, "usage: %s tls|quic front|back TARGET\n", floorHelperCmd)
+		return 2
+	}
+	kind, role, target := args[0], args[1], args[2]
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var addr string
+	var err error
+	switch kind + " " + role {
+	case "tls back":
+		addr, err = tlsBack(ctx, target)
+	case "tls front":
+		addr, err = tlsFront(ctx, target)
+	case "quic back":
+		addr, err = quicBack(ctx, target)
+	case "quic front":
+		addr, err = quicFront(ctx, target)
+	default:
+		err = fmt.Errorf("unknown floor %q", kind+" "+role)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", floorHelperCmd, err)
+		return 1
+	}
+	fmt.Printf("%s%s\n", floorReadyPrefix, addr)
+	<-ctx.Done()
+	return 0
 }
 
-// startTLSChain listens on two loopback ports: front accepts the client and dials back
-// over TLS; back terminates TLS and dials the upstream.
-func startTLSChain(upstream string) (*tlsChain, error) {
-	cert, err := chainCert()
+// startFloor runs a floor's two halves towards upstream and returns the address clients
+// connect to; stop ends both.
+func (b *bench) startFloor(kind, upstream string) (addr string, stop func(), err error) {
+	exe, err := os.Executable()
 	if err != nil {
-		return nil, err
+		return "", nil, err
 	}
-	back, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13})
-	if err != nil {
-		return nil, err
+	var children []*child
+	stop = func() {
+		for _, c := range children {
+			b.stopChild(c)
+		}
 	}
-	front, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		back.Close()
-		return nil, err
+	target := upstream
+	for _, role := range []string{"back", "front"} {
+		c, err := startChild("floor "+kind+" "+role, exe, []string{floorHelperCmd, kind, role, target}, nil, b.exited)
+		if err != nil {
+			stop()
+			return "", nil, err
+		}
+		children = append(children, c)
+		target, err = c.waitLine(b.ctx, startTimeout, "its address", func(l string) string {
+			v, ok := strings.CutPrefix(strings.TrimSpace(l), floorReadyPrefix)
+			if !ok {
+				return ""
+			}
+			return v
+		})
+		if err != nil {
+			stop()
+			return "", nil, err
+		}
 	}
-	c := &tlsChain{front: front, back: back}
-	go c.serve(back, func() (net.Conn, error) { return net.Dial("tcp", upstream) })
-	go c.serve(front, func() (net.Conn, error) {
-		return tls.Dial("tcp", back.Addr().String(), &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13}) //nolint:gosec // a local benchmark leg
-	})
-	return c, nil
+	return target, stop, nil
 }
 
-// chainCert is a throwaway self-signed certificate for the floor chains.
+// chainCert is a throwaway self-signed certificate for the floors.
 func chainCert() (tls.Certificate, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -64,122 +120,142 @@ func chainCert() (tls.Certificate, error) {
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}, nil
 }
 
-func (c *tlsChain) addr() string { return c.front.Addr().String() }
+var floorTLSClient = &tls.Config{InsecureSkipVerify: true, MinVersion: tls.VersionTLS13, NextProtos: []string{"floor"}} //nolint:gosec // a local benchmark leg
 
-func (c *tlsChain) close() {
-	c.front.Close()
-	c.back.Close()
+// tlsBack terminates TLS and dials target (the upstream) for each connection.
+func tlsBack(ctx context.Context, target string) (string, error) {
+	cert, err := chainCert()
+	if err != nil {
+		return "", err
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS13, NextProtos: []string{"floor"}})
+	if err != nil {
+		return "", err
+	}
+	go serveFloor(ctx, ln, func() (net.Conn, error) { return net.Dial("tcp", target) })
+	return ln.Addr().String(), nil
 }
 
-func (c *tlsChain) serve(ln net.Listener, dial func() (net.Conn, error)) {
+// tlsFront accepts plain TCP and dials target (the back) over TLS for each connection.
+func tlsFront(ctx context.Context, target string) (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	go serveFloor(ctx, ln, func() (net.Conn, error) { return tls.Dial("tcp", target, floorTLSClient) })
+	return ln.Addr().String(), nil
+}
+
+func serveFloor(ctx context.Context, ln net.Listener, dial func() (net.Conn, error)) {
+	context.AfterFunc(ctx, func() { ln.Close() })
 	for {
 		in, err := ln.Accept()
 		if err != nil {
 			return
 		}
 		go func() {
-			defer in.Close()
 			out, err := dial()
 			if err != nil {
+				in.Close()
 				return
 			}
-			defer out.Close()
-			done := make(chan struct{})
-			go func() {
-				io.Copy(out, in) //nolint:errcheck
-				if cw, ok := out.(interface{ CloseWrite() error }); ok {
-					cw.CloseWrite()
-				}
-				close(done)
-			}()
-			io.Copy(in, out) //nolint:errcheck
-			if cw, ok := in.(interface{ CloseWrite() error }); ok {
-				cw.CloseWrite()
-			}
-			<-done
+			copyConns(in, out)
 		}()
 	}
 }
 
-// quicChain is the floor of the QUIC transport: the same three loopback hops with one
-// quic-go connection in the middle (the relay's and agent's QUIC configuration), one
-// stream per client connection, copied by plain io.Copy.
-type quicChain struct {
-	front net.Listener
-	back  *quic.Listener
-	conn  *quic.Conn
+// copyConns copies both ways, passing each direction's end on, then closes both.
+func copyConns(a, b net.Conn) {
+	done := make(chan struct{})
+	go func() {
+		io.Copy(b, a) //nolint:errcheck
+		closeWrite(b)
+		close(done)
+	}()
+	io.Copy(a, b) //nolint:errcheck
+	closeWrite(a)
+	<-done
+	a.Close()
+	b.Close()
 }
 
-func startQUICChain(upstream string) (*quicChain, error) {
+// quicBack accepts one QUIC connection at a time and dials target (the upstream) for
+// each of its streams.
+func quicBack(ctx context.Context, target string) (string, error) {
 	cert, err := chainCert()
 	if err != nil {
-		return nil, err
+		return "", err
 	}
-	back, err := quic.ListenAddr("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"floor"},
+	ln, err := quic.ListenAddr("127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"floor"},
 		MinVersion: tls.VersionTLS13}, transport.QUICConfig())
 	if err != nil {
-		return nil, err
+		return "", err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn, err := quic.DialAddr(ctx, back.Addr().String(), &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"floor"}, //nolint:gosec // a local benchmark leg
-		MinVersion: tls.VersionTLS13}, transport.QUICConfig())
-	if err != nil {
-		back.Close()
-		return nil, err
-	}
-	front, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		conn.CloseWithError(0, "")
-		back.Close()
-		return nil, err
-	}
-	c := &quicChain{front: front, back: back, conn: conn}
-	go c.serveBack(upstream)
 	go func() {
+		context.AfterFunc(ctx, func() { ln.Close() })
 		for {
-			in, err := front.Accept()
+			sc, err := ln.Accept(ctx)
 			if err != nil {
 				return
 			}
 			go func() {
-				st, err := conn.OpenStreamSync(context.Background())
+				for {
+					st, err := sc.AcceptStream(ctx)
+					if err != nil {
+						return
+					}
+					go func() {
+						out, err := net.Dial("tcp", target)
+						if err != nil {
+							st.CancelRead(0)
+							st.CancelWrite(0)
+							return
+						}
+						copyStream(out, st)
+					}()
+				}
+			}()
+		}
+	}()
+	return ln.Addr().String(), nil
+}
+
+// quicFront dials target (the back) once over QUIC and opens a stream per client.
+func quicFront(ctx context.Context, target string) (string, error) {
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	conn, err := quic.DialAddr(dctx, target, floorTLSClient, transport.QUICConfig())
+	if err != nil {
+		return "", err
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		conn.CloseWithError(0, "")
+		return "", err
+	}
+	go func() {
+		context.AfterFunc(ctx, func() { ln.Close(); conn.CloseWithError(0, "") })
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				st, err := conn.OpenStreamSync(ctx)
 				if err != nil {
 					in.Close()
 					return
 				}
-				copyBoth(in, st)
+				copyStream(in, st)
 			}()
 		}
 	}()
-	return c, nil
+	return ln.Addr().String(), nil
 }
 
-func (c *quicChain) serveBack(upstream string) {
-	sc, err := c.back.Accept(context.Background())
-	if err != nil {
-		return
-	}
-	for {
-		st, err := sc.AcceptStream(context.Background())
-		if err != nil {
-			return
-		}
-		go func() {
-			out, err := net.Dial("tcp", upstream)
-			if err != nil {
-				st.CancelRead(0)
-				st.CancelWrite(0)
-				return
-			}
-			copyBoth(out, st)
-		}()
-	}
-}
-
-// copyBoth copies between a TCP connection and a QUIC stream both ways, passing on each
-// direction's end (FIN), and closes both when done.
-func copyBoth(c net.Conn, st *quic.Stream) {
+// copyStream copies between a TCP connection and a QUIC stream both ways, passing on
+// each direction's end (FIN), and closes both when done.
+func copyStream(c net.Conn, st *quic.Stream) {
 	done := make(chan struct{})
 	go func() {
 		io.Copy(st, c) //nolint:errcheck
@@ -187,18 +263,8 @@ func copyBoth(c net.Conn, st *quic.Stream) {
 		close(done)
 	}()
 	io.Copy(c, st) //nolint:errcheck
-	if cw, ok := c.(interface{ CloseWrite() error }); ok {
-		cw.CloseWrite()
-	}
+	closeWrite(c)
 	<-done
 	c.Close()
 	st.CancelRead(0)
-}
-
-func (c *quicChain) addr() string { return c.front.Addr().String() }
-
-func (c *quicChain) close() {
-	c.front.Close()
-	c.conn.CloseWithError(0, "")
-	c.back.Close()
 }

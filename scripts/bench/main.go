@@ -53,6 +53,9 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == idleHelperCmd {
 		os.Exit(idleHelper(os.Args[2:]))
 	}
+	if len(os.Args) > 1 && os.Args[1] == floorHelperCmd {
+		os.Exit(floorHelper(os.Args[2:]))
+	}
 	short := flag.Bool("short", false, "small sizes and durations, so the whole run takes under a minute")
 	transport := flag.String("transport", "both", "agent transports to measure: quic, tcp or both")
 	out := flag.String("out", "", "also write the table (markdown) to `FILE`")

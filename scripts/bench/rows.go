@@ -274,14 +274,14 @@ func (b *bench) httpRows(transport string, a *agentProc) {
 	if transport != "tcp" {
 		return
 	}
-	chain, err := startTLSChain(b.up.httpAddr())
+	addr, stop, err := b.startFloor("tls", b.up.httpAddr())
 	if err != nil {
 		b.add(measure{metric: "floor: HTTP req/s through a bare TLS chain", transport: transport, err: err})
 		return
 	}
-	defer chain.close()
-	b.pair(measure{metric: fmt.Sprintf("floor: HTTP/1.1 req/s, %d keep-alive clients, through a bare TLS chain (2 byte-copying hops, no HTTP parsing)", rpsWorkers),
-		transport: transport, unit: "req/s", compare: compareRatio}, rate(direct), rate("http://"+chain.addr()))
+	defer stop()
+	b.pair(measure{metric: fmt.Sprintf("floor: HTTP/1.1 req/s, %d keep-alive clients, through a bare TLS chain (2 byte-copying hops in 2 processes, no HTTP parsing)", rpsWorkers),
+		transport: transport, unit: "req/s", compare: compareRatio}, rate(direct), rate("http://"+addr))
 }
 
 // ---- connections and latency --------------------------------------------------------------
@@ -631,30 +631,23 @@ func count(n int) string {
 }
 
 // floorRow measures a bare chain with the transport's own protocol in the middle (the
-// floor of that transport) against direct in the same run, so the bulk rows above can be
-// read against what the machine allows.
+// floor of that transport, see floor.go) against direct in the same run, so the bulk rows
+// above can be read against what the machine allows.
 func (b *bench) floorRow(transport string, n int64) {
-	var addr, what string
-	switch transport {
-	case "tcp":
-		chain, err := startTLSChain(b.up.tcpAddr())
-		if err != nil {
-			b.add(measure{metric: "floor: bare TLS chain", transport: transport, err: err})
-			return
-		}
-		defer chain.close()
-		addr, what = chain.addr(), "a bare TLS chain (3 loopback hops, 1 TLS leg, io.Copy)"
-	case "quic":
-		chain, err := startQUICChain(b.up.tcpAddr())
-		if err != nil {
-			b.add(measure{metric: "floor: bare QUIC chain", transport: transport, err: err})
-			return
-		}
-		defer chain.close()
-		addr, what = chain.addr(), "a bare quic-go chain (3 loopback hops, 1 QUIC stream, io.Copy)"
-	default:
+	what := map[string]string{
+		"tcp":  "a bare TLS chain (3 loopback hops, 1 TLS connection per client, 2 processes, io.Copy)",
+		"quic": "a bare quic-go chain (3 loopback hops, 1 QUIC stream per client, 2 processes, io.Copy)",
+	}[transport]
+	if what == "" {
 		return
 	}
+	kind := map[string]string{"tcp": "tls", "quic": "quic"}[transport]
+	addr, stop, err := b.startFloor(kind, b.up.tcpAddr())
+	if err != nil {
+		b.add(measure{metric: "floor: bare " + kind + " chain", transport: transport, err: err})
+		return
+	}
+	defer stop()
 	m := measure{metric: fmt.Sprintf("floor: bulk TCP, 1 conn, %s each way through %s", sizeText(n), what),
 		transport: transport, unit: "MiB/s", compare: compareRatio}
 	b.pair(m, func() (float64, error) {
