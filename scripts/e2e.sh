@@ -430,6 +430,26 @@ else
 		"$(sha256 "$TMP/random.in") (1048576 bytes)"
 fi
 
+# The TCP fallback: the same 1 MiB through an agent on --transport tcp, whose streams
+# ride its data connections (one TLS connection each, besides the session's).
+start_agent agent-tcp-fallback tcp "$UP_PORT" --transport tcp
+FB_URL=$(printf '%s\n' "$AGENT_URLS" | head -n 1)
+RC=0
+with_timeout 30 "$UP" client "127.0.0.1:${FB_URL##*:}" <"$TMP/random.in" >"$TMP/random.out" 2>"$TMP/client.err" || RC=$?
+if [ "$RC" != 0 ]; then
+	fail tcp-fallback-1mib-sha256 "got client exit $RC: $(show "$(cat "$TMP/client.err")") want exit 0"
+else
+	check_eq tcp-fallback-1mib-sha256 "$(sha256 "$TMP/random.out")" "$(sha256 "$TMP/random.in")"
+fi
+# Established TCP connections to the relay's TLS port: only this agent holds any now.
+FB_CONNS=$(awk -v p="$(printf ':%04X' "$TLS_PORT")" '$3 ~ p"$" && $4 == "01"' /proc/net/tcp /proc/net/tcp6 2>/dev/null | wc -l | tr -d ' ')
+if [ "$FB_CONNS" -ge 2 ] 2>/dev/null; then
+	pass "tcp-fallback-data-connections ($FB_CONNS connections to the relay)"
+else
+	fail tcp-fallback-data-connections "got $FB_CONNS established connections to the relay's TLS port, want the session's and its idle data connections (2 or more)"
+fi
+stop "$AGENT_PID"
+
 # ---- tls --------------------------------------------------------------------
 
 # Passthrough: the upstream terminates with its own certificate.
