@@ -186,7 +186,10 @@ func (b *bench) startRelay(name string) error {
 	low := 20000 + rand.IntN(120)*100 // below the ephemeral range; the relay skips taken ports
 	args := []string{"--dev", "--data", data,
 		"--quic-addr", "127.0.0.1:0", "--https-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
-		"--tcp-ports", fmt.Sprintf("%d-%d", low, low+99), "--pprof-addr", "127.0.0.1:0", "--api-addr", ""}
+		"--tcp-ports", fmt.Sprintf("%d-%d", low, low+99), "--pprof-addr", "127.0.0.1:0", "--api-addr", "",
+		// Every client here comes from 127.0.0.1: the per-address limit (1000) would stop
+		// the 10,000 idle connections of the full run.
+		"--max-conns-per-ip", "-1"}
 	c, err := startChild(name, relayBin, args, nil, b.died)
 	if err != nil {
 		return err

@@ -23,7 +23,10 @@
 // HTTP (POST, then GET) and small HTTP requests/s through an http tunnel (over the relay's
 // TLS edge, or --http-edge http for its plain HTTP port); new connections/s; the added
 // latency of a 1 KiB echo; and the relay's and agent's goroutines and RSS before and after
-// many connections have come and gone (goroutines from --pprof-addr).
+// many connections have come and gone (goroutines from --pprof-addr). Floor rows run the
+// same 1-connection bulk transfer (and, for tcp, the HTTP requests) through a bare chain
+// of the transport's own protocol split over two processes (see floor.go): what the
+// machine allows before any tunnel logic.
 //
 // A --peer NAME=CMD runs CMD with sh, with BENCH_UPSTREAM_TCP=127.0.0.1:PORT in its
 // environment (the upstream's TCP port); CMD starts another tunnel tool forwarding to it
