@@ -65,6 +65,9 @@ type Config struct {
 	// Changed runs after a reservation, certificate, edge, backend or IP policy changes
 	// (the relay drops cached TLS state and compiles its edges again).
 	Changed func()
+	// Revoked runs after an agent credential (authtoken) is deleted: the relay ends the
+	// sessions that authenticated with it (nil: nothing).
+	Revoked func(credentialID string)
 	// CookieSecret and SAMLKey are what oauth/oidc/saml route modules are built with
 	// (to check them as the relay will build them).
 	CookieSecret []byte
@@ -90,6 +93,9 @@ func New(cfg Config) *API {
 	}
 	if cfg.Changed == nil {
 		cfg.Changed = func() {}
+	}
+	if cfg.Revoked == nil {
+		cfg.Revoked = func(string) {}
 	}
 	a := &API{cfg: cfg, mux: http.NewServeMux()}
 	a.routeDomains()

@@ -44,6 +44,8 @@ func (a *API) routeKeys() {
 		kind: "credential", collection: "credentials",
 		list: st.ListCredentials, get: st.GetCredential, update: st.UpdateCredential, del: st.DeleteCredential,
 		out: credOut, fields: func(c *store.Credential) (*string, *string) { return &c.Description, &c.Metadata },
+		// A deleted authtoken must stop working now, not at the agent's next reconnect.
+		deleted: func(_ *http.Request, id string) { a.cfg.Revoked(id) },
 	}.route(a)
 	a.mux.HandleFunc("POST /credentials", createKey(a, "credential", st.CreateCredential, credOut))
 

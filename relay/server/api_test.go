@@ -9,6 +9,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -472,5 +473,62 @@ func TestAPIDomainFixes(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusPermanentRedirect || !strings.HasPrefix(resp.Header.Get("Location"), "https://strict.fix.test:") {
 		t.Errorf("plain HTTP to a domain with TLS settings: %d Location %q, want 308 to https", resp.StatusCode, resp.Header.Get("Location"))
+	}
+}
+
+// TestAPIDeletedCredentialEndsItsSessions: deleting an authtoken through the API ends the
+// sessions that authenticated with it at once (their tunnels go offline), the agent is
+// told why and cannot come back with it; other agents of the account are untouched.
+func TestAPIDeletedCredentialEndsItsSessions(t *testing.T) {
+	r := newAPIRelay(t)
+	c := r.api(r.Account)
+	cred := c.must(201, "POST", "/credentials", map[string]any{"description": "laptop"})
+	token, _ := cred["token"].(string)
+	id, _ := cred["id"].(string)
+
+	up := echoServer(t)
+	cfg := r.agentConfig(&forward.Tunnel{Name: "doomed", Proto: "tcp", Addr: up})
+	cfg.Authtoken = token
+	doomed, err := r.tryAgent(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := r.startAgent(&forward.Tunnel{Name: "other", Proto: "tcp", Addr: up})
+	doomedAddr, otherAddr := tcpAddrOf(t, doomed.urls[0]), tcpAddrOf(t, other.urls[0])
+	for _, addr := range []string{doomedAddr, otherAddr} {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := echoOnce(conn, "hi"); err != nil || got != "hi" {
+			t.Fatalf("echo through %s: %q, %v", addr, got, err)
+		}
+		conn.Close()
+	}
+
+	c.must(204, "DELETE", "/credentials/"+id, nil)
+	select {
+	case err := <-doomed.done:
+		doomed.once.Do(doomed.cancel) // it has ended: nothing for the cleanup to wait for
+		if err == nil || !strings.Contains(err.Error(), "authtoken") {
+			t.Fatalf("agent ended with %v, want an error about its authtoken", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the agent whose authtoken was deleted is still running after 10s")
+	}
+	if conn, err := net.DialTimeout("tcp", doomedAddr, time.Second); err == nil {
+		got, _ := echoOnce(conn, "hi")
+		conn.Close()
+		if got == "hi" {
+			t.Fatal("the revoked agent's tunnel still carries traffic")
+		}
+	}
+	conn, err := net.Dial("tcp", otherAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if got, err := echoOnce(conn, "still here"); err != nil || got != "still here" {
+		t.Fatalf("the account's other agent: %q, %v", got, err)
 	}
 }

@@ -61,11 +61,12 @@ type Options struct {
 
 // Server is one relay. Listen binds its sockets; Serve runs it until its context ends.
 type Server struct {
-	opts  Options
-	log   *slog.Logger
-	cert  *tls.Certificate
-	table *route.Table
-	edge  *edge.Edge
+	opts     Options
+	sessions atomic.Pointer[session.Server] // set by Serve (the API revokes credentials through it)
+	log      *slog.Logger
+	cert     *tls.Certificate
+	table    *route.Table
+	edge     *edge.Edge
 
 	store      *store.Store
 	ownStore   bool
@@ -237,7 +238,7 @@ func (c credentials) Verify(token string) (session.Account, error) {
 	if err != nil {
 		return session.Account{}, err
 	}
-	return session.Account{ID: a.ID, Name: a.Name}, nil
+	return session.Account{ID: a.ID, Name: a.Name, CredentialID: cr.ID}, nil
 }
 
 // Listen binds the QUIC, HTTPS, HTTP and API sockets. An address in use is an error
@@ -391,6 +392,7 @@ func (s *Server) Serve(ctx context.Context) error {
 			return snap.HTTPS(name) != nil || snap.TLS(name) != nil
 		},
 	})
+	s.sessions.Store(sessions)
 
 	var wg sync.WaitGroup
 	if s.httpsLn != nil {
@@ -613,6 +615,11 @@ func (s *Server) newAPIServer(ports config.PortRange, tcpHost string) *http.Serv
 			return true
 		},
 		Changed: func() { s.dropCaches(); s.compileEdges(tcpHost) },
+		Revoked: func(credentialID string) {
+			if sessions := s.sessions.Load(); sessions != nil {
+				sessions.Revoke(credentialID)
+			}
+		},
 		Tunnels: func(account string, labels map[string]string) []map[string]any {
 			out := []map[string]any{}
 			for _, t := range s.table.Group(account, labels) {

@@ -57,8 +57,8 @@ type Authenticator interface {
 }
 
 // Account is who an authtoken belongs to: ID decides which names it may bind, Name is
-// shown to the agent and in logs.
-type Account struct{ ID, Name string }
+// shown to the agent and in logs. CredentialID names the authtoken itself (Revoke).
+type Account struct{ ID, Name, CredentialID string }
 
 // Config configures the session server.
 type Config struct {
@@ -113,6 +113,30 @@ type Server struct {
 	online  map[string]int                    // online tunnels per account
 	agents  map[*agent]struct{}               // connected agents, for GoAwayAll
 	data    map[string]transport.DataAcceptor // TCP sessions taking data connections, by session id
+}
+
+// Revoke ends the sessions of agents that authenticated with the credential id (its
+// authtoken was deleted): their tunnels go offline at once, and the agents are told why.
+// It returns how many sessions it ended.
+func (s *Server) Revoke(credentialID string) int {
+	if credentialID == "" {
+		return 0
+	}
+	s.mu.Lock()
+	var hit []*agent
+	for a := range s.agents {
+		if c := a.cred.Load(); c != nil && *c == credentialID {
+			hit = append(hit, a)
+		}
+	}
+	s.mu.Unlock()
+	for _, a := range hit {
+		a.log.Info("agent session ended", "reason", "its authtoken was deleted")
+		perr := &protocol.Error{Code: protocol.CodeAuthFailed, Message: "this agent's authtoken was deleted on the relay: create another (`ferry-relay token create`, or POST /credentials) and start the agent with it"}
+		a.send(protocol.TypeError, perr) //nolint:errcheck // best effort before closing
+		a.sess.CloseWithError(perr.Code, perr.Message)
+	}
+	return len(hit)
 }
 
 // JoinData takes a direct data connection (ALPN protocol.DataALPN) an agent opened for
@@ -224,9 +248,10 @@ type agent struct {
 	ctrl    transport.Stream
 	writeMu sync.Mutex
 	tunnels map[uint32]*route.Tunnel
-	account string      // set by a successful Auth
-	ready   atomic.Bool // the control stream is set up (GoAwayAll may write to it)
-	stopped atomic.Bool // the relay or the session is ending: stop refreshing read deadlines
+	account string                 // set by a successful Auth
+	cred    atomic.Pointer[string] // the authtoken's credential id, set by a successful Auth
+	ready   atomic.Bool            // the control stream is set up (GoAwayAll may write to it)
+	stopped atomic.Bool            // the relay or the session is ending: stop refreshing read deadlines
 }
 
 // Serve runs one agent session until it ends, then releases its tunnels.
@@ -304,6 +329,7 @@ func (a *agent) run(ctx context.Context) error {
 	}
 	sid := randomName(12)
 	a.account = acct.ID
+	a.cred.Store(&acct.CredentialID)
 	a.log = a.log.With("session", sid, "account", acct.Name)
 	resp := &protocol.AuthResp{SessionID: sid, Account: acct.Name}
 	if da, ok := a.sess.(transport.DataAcceptor); ok {
