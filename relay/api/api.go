@@ -68,6 +68,9 @@ type Config struct {
 	// Revoked runs after an agent credential (authtoken) is deleted: the relay ends the
 	// sessions that authenticated with it (nil: nothing).
 	Revoked func(credentialID string)
+	// Unreserved runs after an account's reserved domain is deleted: the relay ends the
+	// sessions serving names only it covered (nil: nothing).
+	Unreserved func(account, name string)
 	// CookieSecret and SAMLKey are what oauth/oidc/saml route modules are built with
 	// (to check them as the relay will build them).
 	CookieSecret []byte
@@ -96,6 +99,9 @@ func New(cfg Config) *API {
 	}
 	if cfg.Revoked == nil {
 		cfg.Revoked = func(string) {}
+	}
+	if cfg.Unreserved == nil {
+		cfg.Unreserved = func(string, string) {}
 	}
 	a := &API{cfg: cfg, mux: http.NewServeMux()}
 	a.routeDomains()

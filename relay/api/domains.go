@@ -432,5 +432,6 @@ func (a *API) deleteDomain(w http.ResponseWriter, r *http.Request) {
 		a.cfg.ACME.Unmanage(d.Domain)
 	}
 	a.cfg.Changed()
+	a.cfg.Unreserved(account(r), d.Domain) // tunnels it alone allowed go offline now
 	w.WriteHeader(http.StatusNoContent)
 }

@@ -315,6 +315,19 @@ func WildcardCovers(pattern, name string) bool {
 	return pattern == name
 }
 
+// HostTunnels returns the account's tunnels bound to a hostname (http and tls).
+func (tb *Table) HostTunnels(account string) []*Tunnel {
+	tb.mu.RLock()
+	defer tb.mu.RUnlock()
+	var out []*Tunnel
+	for _, t := range tb.hosts {
+		if t.AccountID == account {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
 // Port returns the tunnel bound to a public port, or nil.
 func (tb *Table) Port(port int) *Tunnel {
 	tb.mu.RLock()

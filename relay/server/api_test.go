@@ -532,3 +532,53 @@ func TestAPIDeletedCredentialEndsItsSessions(t *testing.T) {
 		t.Fatalf("the account's other agent: %q, %v", got, err)
 	}
 }
+
+// TestAPIDeletedReservationEndsItsTunnels: deleting a reserved domain through the API
+// takes the tunnels it alone allowed offline at once (their agents are told which
+// reservation went, and stop when they cannot bind the name again); tunnels on names that
+// need no reservation stay up.
+func TestAPIDeletedReservationEndsItsTunnels(t *testing.T) {
+	r := newAPIRelay(t)
+	c := r.api(r.Account)
+	res := c.must(201, "POST", "/reserved_domains", map[string]any{"domain": "app.custom.test"})
+	id, _ := res["id"].(string)
+
+	custom, err := r.tryAgent(r.agentConfig(&forward.Tunnel{Name: "custom", Proto: "http", Addr: named(t, "custom"), Domain: "app.custom.test"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	random := r.startAgent(&forward.Tunnel{Name: "random", Proto: "http", Addr: named(t, "random")})
+	client := r.httpClient(false)
+	fetch := func(url string) (int, string) {
+		resp, err := client.Get(url)
+		if err != nil {
+			t.Fatalf("GET %s: %v", url, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	customURL, randomURL := custom.url(t, "http"), random.url(t, "http")
+	if code, body := fetch(customURL); code != 200 || body != "custom" {
+		t.Fatalf("custom domain before: %d %q", code, body)
+	}
+
+	c.must(204, "DELETE", "/reserved_domains/"+id, nil)
+	select {
+	case err := <-custom.done:
+		custom.once.Do(custom.cancel) // it has ended: nothing for the cleanup to wait for
+		// It logged the relay's reason ("the reservation app.custom.test was deleted"),
+		// reconnected, and its bind was refused: the name is no longer the account's.
+		if err == nil || !strings.Contains(err.Error(), "not reserved by this account") {
+			t.Fatalf("agent ended with %v, want its bind refused", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the agent serving the deleted reservation is still running after 10s")
+	}
+	if code, _ := fetch(customURL); code != 404 {
+		t.Fatalf("custom domain after the reservation was deleted: %d, want 404", code)
+	}
+	if code, body := fetch(randomURL); code != 200 || body != "random" {
+		t.Fatalf("tunnel on a random name: %d %q, want it untouched", code, body)
+	}
+}

@@ -620,6 +620,11 @@ func (s *Server) newAPIServer(ports config.PortRange, tcpHost string) *http.Serv
 				sessions.Revoke(credentialID)
 			}
 		},
+		Unreserved: func(account, name string) {
+			if sessions := s.sessions.Load(); sessions != nil {
+				sessions.Unreserved(account, name)
+			}
+		},
 		Tunnels: func(account string, labels map[string]string) []map[string]any {
 			out := []map[string]any{}
 			for _, t := range s.table.Group(account, labels) {

@@ -139,6 +139,45 @@ func (s *Server) Revoke(credentialID string) int {
 	return len(hit)
 }
 
+// Unreserved ends the sessions of the account's agents that hold a tunnel on a name the
+// deleted reservation name covered and that the account may no longer bind; the agents are
+// told which reservation went. It returns how many sessions it ended.
+func (s *Server) Unreserved(account, name string) int {
+	ix := s.cfg.Domains
+	if ix == nil {
+		return 0
+	}
+	gone := map[route.Opener]string{}
+	for _, t := range s.cfg.Table.HostTunnels(account) {
+		if !route.WildcardCovers(name, t.Host) && t.Host != name {
+			continue
+		}
+		if ix.CanBind(account, t.Host) == nil {
+			continue // another reservation (or the base domain) still covers it
+		}
+		gone[t.Session] = t.Host
+	}
+	if len(gone) == 0 {
+		return 0
+	}
+	s.mu.Lock()
+	var hit []*agent
+	for a := range s.agents {
+		if _, ok := gone[route.Opener(a.sess)]; ok {
+			hit = append(hit, a)
+		}
+	}
+	s.mu.Unlock()
+	for _, a := range hit {
+		host := gone[route.Opener(a.sess)]
+		a.log.Info("agent session ended", "reason", "the reservation of a name it serves was deleted", "tunnel", host, "reservation", name)
+		perr := protocol.Errorf(protocol.CodeBindRefused, "tunnel %s went offline: the reservation %s was deleted on the relay; reserve the name again (POST /reserved_domains) or use a name under %s", host, name, s.cfg.Domain)
+		a.send(protocol.TypeError, perr) //nolint:errcheck // best effort before closing
+		a.sess.CloseWithError(perr.Code, perr.Message)
+	}
+	return len(hit)
+}
+
 // JoinData takes a direct data connection (ALPN protocol.DataALPN) an agent opened for
 // its TCP session: it reads the DataJoin, checks the session's key and hands the
 // connection over, or closes it.

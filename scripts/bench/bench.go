@@ -248,7 +248,7 @@ func waitPprof(ctx context.Context, c *child) (string, error) {
 }
 
 // startAgent runs `ferry PROTO UPSTREAM` over transport and waits for its public URLs.
-func (b *bench) startAgent(proto, transport string) (*agentProc, error) {
+func (b *bench) startAgent(proto, transport string, extra ...string) (*agentProc, error) {
 	relay, upstream := b.relay.quicAddr, b.up.tcpAddr()
 	if transport == "tcp" {
 		relay = b.relay.tlsAddr
@@ -258,6 +258,7 @@ func (b *bench) startAgent(proto, transport string) (*agentProc, error) {
 	}
 	args := []string{proto, upstream, "--relay", relay, "--relay-ca", b.relay.caFile, "--transport", transport,
 		"--api-addr", "false", "--log", "stdout", "--log-format", "logfmt", "--pprof-addr", "127.0.0.1:0"}
+	args = append(args, extra...)
 	name := fmt.Sprintf("agent %s/%s", proto, transport)
 	c, err := startChild(name, agentBin, args, []string{"FERRY_AUTHTOKEN=" + b.relay.token}, b.died)
 	if err != nil {

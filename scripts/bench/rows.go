@@ -90,6 +90,14 @@ func (b *bench) transportRows(transport string) {
 	path := tcpPath{transport: transport, addr: tcpAgent.public, relay: b.relay.child, agent: tcpAgent.child}
 	b.bulkRows(path)
 	b.httpRows(transport, httpAgent)
+	b.stopChild(httpAgent.child)
+	// The same requests with the agent copying bytes instead of recording each exchange.
+	if raw, err := b.startAgent("http", transport, "--inspect=false"); err != nil {
+		b.add(measure{metric: "start agent (http tunnel, --inspect=false)", transport: transport, err: err})
+	} else {
+		b.rpsRow(transport, raw, "agent --inspect=false", nil)
+		b.stopChild(raw.child)
+	}
 	b.connRateRow(path)
 	b.latencyRows(path)
 }
@@ -239,6 +247,28 @@ func (u *usageMeter) end(bytes int64) error {
 	return nil
 }
 
+// rpsRow measures small HTTP requests per second through a's tunnel against direct, and
+// returns the rate function for other rows.
+func (b *bench) rpsRow(transport string, a *agentProc, note string, goal *target) func(string) func() (float64, error) {
+	tunnel := a.public
+	if b.opts.httpEdge == "http" {
+		tunnel = a.plain
+	}
+	scheme, _, _ := strings.Cut(tunnel, "://")
+	rate := func(base string) func() (float64, error) {
+		return func() (float64, error) {
+			client := newHTTPClient(b.relay.roots, rpsWorkers, 0)
+			defer client.CloseIdleConnections()
+			return httpRate(b.ctx, client, base+"/1k", rpsWorkers, b.size.rpsTime)
+		}
+	}
+	m := measure{metric: fmt.Sprintf("HTTP/1.1 req/s, %d keep-alive clients, 1 KiB answers (%s edge, %s)", rpsWorkers, scheme, note),
+		transport: transport, unit: "req/s", compare: compareRatio}
+	m.target = goal
+	b.pair(m, rate("http://"+b.up.httpAddr()), rate(tunnel))
+	return rate
+}
+
 // httpRows measures bulk HTTP and small requests/s through the http tunnel.
 func (b *bench) httpRows(transport string, a *agentProc) {
 	direct := "http://" + b.up.httpAddr()
@@ -259,15 +289,7 @@ func (b *bench) httpRows(transport string, a *agentProc) {
 	b.pair(measure{metric: fmt.Sprintf("bulk HTTP/1.1, 1 conn (POST %s, then GET %s; %s edge)", sizeText(n), sizeText(n), scheme),
 		transport: transport, unit: "MiB/s", compare: compareRatio}, bulk(direct), bulk(tunnel))
 
-	rate := func(base string) func() (float64, error) {
-		return func() (float64, error) {
-			client := newHTTPClient(b.relay.roots, rpsWorkers, 0)
-			defer client.CloseIdleConnections()
-			return httpRate(b.ctx, client, base+"/1k", rpsWorkers, b.size.rpsTime)
-		}
-	}
-	b.pair(measure{metric: fmt.Sprintf("HTTP/1.1 req/s, %d keep-alive clients, 1 KiB answers (%s edge)", rpsWorkers, scheme),
-		transport: transport, unit: "req/s", compare: compareRatio, target: atLeastRatio(0.5)}, rate(direct), rate(tunnel))
+	rate := b.rpsRow(transport, a, "inspection on", atLeastRatio(0.5))
 
 	// The floor of any two-hop HTTP path: the same requests through the bare TLS chain,
 	// whose hops only copy bytes (no HTTP parsing, one TLS leg instead of Ferry's two).
