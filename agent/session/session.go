@@ -386,7 +386,7 @@ func (c *Client) runSession(ctx context.Context, established *bool) error {
 	wg.Go(func() { c.acceptLoop(sctx, sess) })
 
 	c.bindMu.Lock()
-	if err := c.bindAll(sctx, cs); err != nil {
+	if err := c.bindAll(sctx, cs, *established); err != nil {
 		c.bindMu.Unlock()
 		return err
 	}
@@ -489,11 +489,26 @@ func classify(err error) error {
 }
 
 // bindAll binds every tunnel; after a reconnect each asks for the name it had before.
-func (c *Client) bindAll(ctx context.Context, cs *control) error {
+// On a reconnect, a tunnel the relay now refuses for good (its reservation was deleted,
+// say) is stopped and the others carry on; the agent ends only when none is left.
+func (c *Client) bindAll(ctx context.Context, cs *control, reconnect bool) error {
+	var refused error
 	for _, e := range c.snapshot() {
-		if err := c.bindOne(ctx, cs, e); err != nil {
+		err := c.bindOne(ctx, cs, e)
+		var be *Error
+		if err != nil && reconnect && errors.As(err, &be) && be.Kind == KindBind {
+			c.log.Error("tunnel stopped: the relay refused it after a reconnect", "name", e.t.Name, "err", err)
+			c.removeEntry(e)
+			e.t.Close()
+			refused = err
+			continue
+		}
+		if err != nil {
 			return err
 		}
+	}
+	if refused != nil && len(c.snapshot()) == 0 {
+		return refused
 	}
 	return nil
 }

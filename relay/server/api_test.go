@@ -534,20 +534,32 @@ func TestAPIDeletedCredentialEndsItsSessions(t *testing.T) {
 }
 
 // TestAPIDeletedReservationEndsItsTunnels: deleting a reserved domain through the API
-// takes the tunnels it alone allowed offline at once (their agents are told which
-// reservation went, and stop when they cannot bind the name again); tunnels on names that
-// need no reservation stay up.
+// takes the tunnels it alone allowed offline at once. An agent serving only such a tunnel
+// stops (its bind is refused when it reconnects); an agent that also serves a name needing
+// no reservation keeps that one online.
 func TestAPIDeletedReservationEndsItsTunnels(t *testing.T) {
 	r := newAPIRelay(t)
 	c := r.api(r.Account)
-	res := c.must(201, "POST", "/reserved_domains", map[string]any{"domain": "app.custom.test"})
-	id, _ := res["id"].(string)
+	for _, d := range []string{"app.custom.test", "api.custom.test"} {
+		c.must(201, "POST", "/reserved_domains", map[string]any{"domain": d})
+	}
+	res := c.must(200, "GET", "/reserved_domains", nil)
+	ids := map[string]string{}
+	for _, it := range res["reserved_domains"].([]any) {
+		m := it.(map[string]any)
+		ids[m["domain"].(string)] = m["id"].(string)
+	}
 
-	custom, err := r.tryAgent(r.agentConfig(&forward.Tunnel{Name: "custom", Proto: "http", Addr: named(t, "custom"), Domain: "app.custom.test"}))
+	single, err := r.tryAgent(r.agentConfig(&forward.Tunnel{Name: "app", Proto: "http", Addr: named(t, "app"), Domain: "app.custom.test"}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	random := r.startAgent(&forward.Tunnel{Name: "random", Proto: "http", Addr: named(t, "random")})
+	both, err := r.tryAgent(r.agentConfig(
+		&forward.Tunnel{Name: "api", Proto: "http", Addr: named(t, "api"), Domain: "api.custom.test"},
+		&forward.Tunnel{Name: "random", Proto: "http", Addr: named(t, "random")}))
+	if err != nil {
+		t.Fatal(err)
+	}
 	client := r.httpClient(false)
 	fetch := func(url string) (int, string) {
 		resp, err := client.Get(url)
@@ -558,15 +570,24 @@ func TestAPIDeletedReservationEndsItsTunnels(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(b)
 	}
-	customURL, randomURL := custom.url(t, "http"), random.url(t, "http")
-	if code, body := fetch(customURL); code != 200 || body != "custom" {
-		t.Fatalf("custom domain before: %d %q", code, body)
+	var randomURL string
+	for _, u := range both.urls {
+		if strings.HasPrefix(u, "http://") && !strings.Contains(u, "custom.test") {
+			randomURL = u
+		}
+	}
+	appURL := single.url(t, "http")
+	apiURL := strings.Replace(appURL, "app.custom.test", "api.custom.test", 1)
+	for url, want := range map[string]string{appURL: "app", apiURL: "api", randomURL: "random"} {
+		if code, body := fetch(url); code != 200 || body != want {
+			t.Fatalf("%s before: %d %q, want %q", url, code, body, want)
+		}
 	}
 
-	c.must(204, "DELETE", "/reserved_domains/"+id, nil)
+	c.must(204, "DELETE", "/reserved_domains/"+ids["app.custom.test"], nil)
 	select {
-	case err := <-custom.done:
-		custom.once.Do(custom.cancel) // it has ended: nothing for the cleanup to wait for
+	case err := <-single.done:
+		single.once.Do(single.cancel) // it has ended: nothing for the cleanup to wait for
 		// It logged the relay's reason ("the reservation app.custom.test was deleted"),
 		// reconnected, and its bind was refused: the name is no longer the account's.
 		if err == nil || !strings.Contains(err.Error(), "not reserved by this account") {
@@ -575,10 +596,27 @@ func TestAPIDeletedReservationEndsItsTunnels(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the agent serving the deleted reservation is still running after 10s")
 	}
-	if code, _ := fetch(customURL); code != 404 {
-		t.Fatalf("custom domain after the reservation was deleted: %d, want 404", code)
+	if code, _ := fetch(appURL); code != 404 {
+		t.Fatalf("app.custom.test after its reservation was deleted: %d, want 404", code)
 	}
-	if code, body := fetch(randomURL); code != 200 || body != "random" {
-		t.Fatalf("tunnel on a random name: %d %q, want it untouched", code, body)
+
+	c.must(204, "DELETE", "/reserved_domains/"+ids["api.custom.test"], nil)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		code, _ := fetch(apiURL)
+		rc, body := fetch(randomURL)
+		if code == 404 && rc == 200 && body == "random" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after deleting api.custom.test: it answers %d (want 404), the agent's other tunnel %d %q (want 200 random)", code, rc, body)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	select {
+	case err := <-both.done:
+		both.once.Do(both.cancel)
+		t.Fatalf("the agent with a tunnel left stopped: %v", err)
+	default:
 	}
 }
