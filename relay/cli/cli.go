@@ -120,6 +120,11 @@ func newApp(env Env) *cli.App {
 						Flags:     storeFlags(),
 						Action: func(c *cli.Context) error {
 							if c.NArg() != 1 {
+								for _, a := range c.Args().Slice()[1:] {
+									if strings.HasPrefix(a, "-") {
+										return usageError{fmt.Errorf("flag %s after NAME: put flags before it, e.g. ferry-relay account create %s %s", a, strings.Join(c.Args().Slice()[1:], " "), c.Args().First())}
+									}
+								}
 								return usageError{errors.New("account create needs one NAME, e.g. ferry-relay account create acme")}
 							}
 							return withStore(c, func(ctx context.Context, st *store.Store) error {
