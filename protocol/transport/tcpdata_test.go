@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"io"
+	"math"
 	"math/big"
 	"net"
 	"os"
@@ -376,7 +377,13 @@ func TestDataStreamWriteAllocs(t *testing.T) {
 	time.Sleep(20 * time.Millisecond)
 	// The one allocation is crypto/tls's own on the reading side (an atLeastReader per
 	// socket read, in readFromUntil); nothing of ours allocates.
-	if n := testing.AllocsPerRun(200, func() { st.Write(payload) }); n > 1 {
-		t.Fatalf("%.1f allocations per 64 KiB write (writer and reader together), want at most 1", n)
+	// The count is process-wide: goroutines of earlier tests still ending can add to one
+	// reading, so the least of three is taken.
+	least := math.Inf(1)
+	for range 3 {
+		least = min(least, testing.AllocsPerRun(200, func() { st.Write(payload) }))
+	}
+	if least > 1 {
+		t.Fatalf("%.1f allocations per 64 KiB write (writer and reader together), want at most 1", least)
 	}
 }
