@@ -36,7 +36,21 @@ func RequireClientCerts(conf *tls.Config, pool *x509.CertPool) *tls.Config {
 	return out
 }
 
+// ClientCertError is verifyClient's refusal of a client certificate (or of its absence),
+// so a server can tell a mutual-TLS refusal from other handshake failures.
+type ClientCertError struct{ Err error }
+
+func (e *ClientCertError) Error() string { return e.Err.Error() }
+func (e *ClientCertError) Unwrap() error { return e.Err }
+
 func verifyClient(raw [][]byte, pool *x509.CertPool) error {
+	if err := verifyClientChain(raw, pool); err != nil {
+		return &ClientCertError{Err: err}
+	}
+	return nil
+}
+
+func verifyClientChain(raw [][]byte, pool *x509.CertPool) error {
 	if len(raw) == 0 {
 		return errors.New("client sent no certificate; one signed by a CA in --mutual-tls-cas is required")
 	}

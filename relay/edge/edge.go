@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -313,6 +314,7 @@ func (e *Edge) serveEdge(c net.Conn, name, remote string) bool {
 		defer cancel()
 		if err := tc.HandshakeContext(ctx); err != nil {
 			e.log.Info("TLS handshake failed", "remote", remote, "sni", name, "err", err)
+			e.countRefusal(err)
 			tc.Close()
 			return true
 		}
@@ -342,6 +344,7 @@ func (e *Edge) serveEdge(c net.Conn, name, remote string) bool {
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
 		b.Log.Info("TLS handshake failed", "remote", remote, "sni", name, "err", err)
+		e.countRefusal(err)
 		tc.Close()
 		return true
 	}
@@ -361,10 +364,26 @@ func (e *Edge) handshake(tc *tls.Conn, t *route.Tunnel, remote string) bool {
 	defer cancel()
 	if err := tc.HandshakeContext(ctx); err != nil {
 		t.Log.Info("TLS handshake failed", "remote", remote, "err", err)
+		e.countRefusal(err)
 		tc.Close()
 		return false
 	}
 	return true
+}
+
+// countRefusal counts a failed edge handshake that a module refused: mutual TLS (a
+// missing or unverified client certificate) or the minimum TLS version.
+func (e *Edge) countRefusal(err error) {
+	var cce *tlsconf.ClientCertError
+	switch {
+	case errors.As(err, &cce),
+		// crypto/tls's own words when a TLS 1.3 client sends no certificate at all
+		// (RequireAnyClientCert); it has no error type for it.
+		strings.Contains(err.Error(), "didn't provide a certificate"):
+		e.cfg.Observer.Rejected("mutual_tls")
+	case strings.Contains(err.Error(), "unsupported versions"):
+		e.cfg.Observer.Rejected("tls_version")
+	}
 }
 
 func (e *Edge) join(c net.Conn, st transport.Stream, t *route.Tunnel) {

@@ -213,7 +213,17 @@ func (m HTTPModules) Wrap(next http.Handler) http.Handler {
 		h = breaker(m.Name, m.Breaker, m.Observer, h)
 	}
 	if m.Webhook != nil {
-		h = m.Webhook.Wrap(h)
+		inner := h
+		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			passed := false // the verifier answers refusals itself; count those
+			m.Webhook.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				passed = true
+				inner.ServeHTTP(w, r)
+			})).ServeHTTP(w, r)
+			if !passed {
+				m.Observer.Rejected("webhook")
+			}
+		})
 	}
 	if m.Auth != nil {
 		h = m.Auth.Wrap(h)

@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"crypto/tls"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ferrytunnel/ferry/agent/forward"
+	"github.com/ferrytunnel/ferry/relay/cert/certtest"
 	"github.com/ferrytunnel/ferry/relay/config"
 	"github.com/ferrytunnel/ferry/relay/events"
 	"github.com/ferrytunnel/ferry/relay/server/servertest"
@@ -93,6 +95,44 @@ func TestEventsAndMetrics(t *testing.T) {
 	resp.Body.Close()
 	for _, want := range []string{`ferry_relay_sessions{transport="quic"} 1`, `ferry_relay_tunnels{proto="http"} 1`,
 		`ferry_relay_http_request_duration_seconds_count{code_class="2xx"} 1`, `ferry_relay_connections_total{proto="tcp"} 1`} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+}
+
+// TestRejectionMetrics: refusals by mutual TLS (no certificate, a foreign one), the
+// minimum TLS version and webhook verification are counted by module.
+func TestRejectionMetrics(t *testing.T) {
+	r := &relayEnv{Relay: servertest.Start(t, servertest.Options{Log: testLogger(t),
+		Configure: func(c *config.Config) { c.MetricsAddr = "127.0.0.1:0" }}), t: t, transport: "quic"}
+	clientCA := certtest.NewCA(t, "Client CA")
+	name := "mtls." + domain
+	r.startAgent(&forward.Tunnel{Name: "mtls", Proto: "tls", Addr: echoServer(t), Domain: name, TerminateAt: "edge", ClientCAsPEM: clientCA.PEM})
+	handshakeAndRead(r, &tls.Config{ServerName: name, RootCAs: r.CA.Pool})                                                                             //nolint:errcheck // refused: counted
+	handshakeAndRead(r, withClientCert(&tls.Config{ServerName: name, RootCAs: r.CA.Pool}, []tls.Certificate{certtest.NewCA(t, "x").Client(t, "eve")})) //nolint:errcheck
+	handshakeAndRead(r, &tls.Config{ServerName: name, RootCAs: r.CA.Pool, MinVersion: tls.VersionTLS10, MaxVersion: tls.VersionTLS11})                 //nolint:errcheck
+
+	up := headerEcho(t)
+	hooks := r.startAgent(&forward.Tunnel{Name: "hooks", Proto: "http", Addr: up.Listener.Addr().String(),
+		VerifyWebhook: "github", VerifyWebhookSecret: "It's a Secret to Everybody"})
+	resp, err := r.httpClient(false).Post(hooks.url(t, "https")+"/payload", "application/json", strings.NewReader(`{}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode < 400 {
+		t.Fatalf("unsigned webhook: %d, want a refusal", resp.StatusCode)
+	}
+
+	resp, err = http.Get("http://" + r.Srv.MetricsAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`ferry_relay_module_rejections_total{module="mutual_tls"} 2`,
+		`ferry_relay_module_rejections_total{module="tls_version"} 1`, `ferry_relay_module_rejections_total{module="webhook"} 1`} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
