@@ -593,23 +593,28 @@ func (a *agent) bind(b *protocol.Bind) *protocol.BindResp {
 
 func (a *agent) bindHTTP(b *protocol.Bind, t *route.Tunnel, resp *protocol.BindResp) error {
 	cfg := &a.srv.cfg
-	if err := a.bindHost(b, t); err != nil {
+	// Everything a request reads is set before the name goes into the table (prepare
+	// runs once the name is chosen): the edge may route a request to it at once.
+	prepare := func() error {
+		var err error
+		if t.Headers, err = module.NewHeaders(t.Host, b.RequestHeaderAdd, b.RequestHeaderRemove, b.ResponseHeaderAdd, b.ResponseHeaderRemove); err != nil {
+			return protocol.Errorf(protocol.CodeBindRefused, "%v", err)
+		}
+		t.Handler, t.OnClose = cfg.Edge.NewHTTPHandler(t)
+		t.URLs = nil
+		if cfg.HTTPSPort != 0 {
+			t.URLs = append(t.URLs, hostURL("https", t.Host, cfg.HTTPSPort, 443))
+		}
+		if cfg.HTTPPort != 0 {
+			t.URLs = append(t.URLs, hostURL("http", t.Host, cfg.HTTPPort, 80))
+		}
+		return nil
+	}
+	if err := a.bindHost(b, t, prepare); err != nil {
 		return err
 	}
-	var err error
-	if t.Headers, err = module.NewHeaders(t.Host, b.RequestHeaderAdd, b.RequestHeaderRemove, b.ResponseHeaderAdd, b.ResponseHeaderRemove); err != nil {
-		cfg.Table.Remove(t)
-		return protocol.Errorf(protocol.CodeBindRefused, "%v", err)
-	}
-	t.Handler, t.OnClose = cfg.Edge.NewHTTPHandler(t)
-	if cfg.HTTPSPort != 0 {
-		t.URLs = append(t.URLs, hostURL("https", t.Host, cfg.HTTPSPort, 443))
-		if !cfg.HasCert(t.Host) {
-			resp.Warnings = append(resp.Warnings, fmt.Sprintf("the relay has no certificate for %s: HTTPS clients will see a certificate for %s instead", t.Host, cfg.Domain))
-		}
-	}
-	if cfg.HTTPPort != 0 {
-		t.URLs = append(t.URLs, hostURL("http", t.Host, cfg.HTTPPort, 80))
+	if cfg.HTTPSPort != 0 && !cfg.HasCert(t.Host) {
+		resp.Warnings = append(resp.Warnings, fmt.Sprintf("the relay has no certificate for %s: HTTPS clients will see a certificate for %s instead", t.Host, cfg.Domain))
 	}
 	return nil
 }
@@ -633,21 +638,22 @@ func (a *agent) bindTLS(b *protocol.Bind, t *route.Tunnel, _ *protocol.BindResp)
 		t.ClientCAs = pool
 		t.EdgeTLS = cfg.Edge.MutualTLSConfig(pool)
 	}
-	if err := a.bindHost(b, t); err != nil {
-		return err
+	prepare := func() error {
+		if t.TerminateAt == protocol.TerminateEdge && !cfg.HasCert(t.Host) {
+			return protocol.Errorf(protocol.CodeBindRefused,
+				"--terminate-at edge: the relay has no certificate for %s; use a name under %s, or terminate at the agent with --crt/--key", t.Host, cfg.Domain)
+		}
+		t.URLs = []string{hostURL("tls", t.Host, cfg.HTTPSPort, 443)}
+		return nil
 	}
-	if t.TerminateAt == protocol.TerminateEdge && !cfg.HasCert(t.Host) {
-		cfg.Table.Remove(t)
-		return protocol.Errorf(protocol.CodeBindRefused,
-			"--terminate-at edge: the relay has no certificate for %s; use a name under %s, or terminate at the agent with --crt/--key", t.Host, cfg.Domain)
-	}
-	t.URLs = []string{hostURL("tls", t.Host, cfg.HTTPSPort, 443)}
-	return nil
+	return a.bindHost(b, t, prepare)
 }
 
 // bindHost picks the tunnel's hostname (random, a label under the base domain, a full
-// name or a wildcard) and binds it in the table, by the domain rules.
-func (a *agent) bindHost(b *protocol.Bind, t *route.Tunnel) error {
+// name or a wildcard) and binds it in the table, by the domain rules. prepare runs once
+// t.Host is chosen and before the tunnel goes into the table, where requests may reach it
+// at once: it sets whatever they read. A tunnel prepared but not bound is closed again.
+func (a *agent) bindHost(b *protocol.Bind, t *route.Tunnel, prepare func() error) error {
 	cfg := &a.srv.cfg
 	ix := cfg.Domains
 	if ix == nil {
@@ -675,7 +681,12 @@ func (a *agent) bindHost(b *protocol.Bind, t *route.Tunnel) error {
 		}
 		t.Host = name
 		a.initTunnel(t)
+		if err := prepare(); err != nil {
+			unprepare(t)
+			return err
+		}
 		if err := cfg.Table.AddHost(name, t); err != nil {
+			unprepare(t)
 			return protocol.Errorf(protocol.CodeBindConflict, "%s is already bound by another agent: choose another --domain, or stop the other agent", name)
 		}
 		return nil
@@ -686,9 +697,14 @@ func (a *agent) bindHost(b *protocol.Bind, t *route.Tunnel) error {
 			continue // reserved by another account
 		}
 		a.initTunnel(t)
+		if err := prepare(); err != nil {
+			unprepare(t)
+			return err
+		}
 		if cfg.Table.AddHost(t.Host, t) == nil {
 			return nil
 		}
+		unprepare(t)
 	}
 	return protocol.Errorf(protocol.CodeInternal, "could not find a free random name")
 }
@@ -741,12 +757,13 @@ func (a *agent) bindTCP(b *protocol.Bind, t *route.Tunnel) error {
 		}
 		t.Port = p
 		a.initTunnel(t)
+		t.OnClose = func() { ln.Close() } // set before the table holds it, like everything read from it
+		t.URLs = []string{fmt.Sprintf("tcp://%s:%d", cfg.Domain, p)}
 		if err := cfg.Table.AddPort(p, t); err != nil {
+			t.OnClose, t.URLs = nil, nil
 			ln.Close()
 			continue
 		}
-		t.OnClose = func() { ln.Close() }
-		t.URLs = []string{fmt.Sprintf("tcp://%s:%d", cfg.Domain, p)}
 		go cfg.Edge.ServeTCP(ln, t) //nolint:errcheck // ends when the listener closes
 		return nil
 	}
@@ -763,6 +780,15 @@ func (a *agent) bindLabeled(t *route.Tunnel) error {
 	t.Handler, t.OnClose = a.srv.cfg.Edge.NewHTTPHandler(t)
 	a.srv.cfg.Table.AddLabeled(t)
 	return nil
+}
+
+// unprepare releases what a bind's prepare made for a tunnel that did not go online.
+func unprepare(t *route.Tunnel) {
+	if t.OnClose != nil {
+		t.OnClose()
+		t.OnClose = nil
+	}
+	t.Handler = nil
 }
 
 func (a *agent) initTunnel(t *route.Tunnel) {
