@@ -90,6 +90,7 @@ const (
 type Client struct {
 	cfg     Config
 	log     *slog.Logger
+	bufWarn sync.Once    // the UDP buffer warning, once per run
 	rtt     atomic.Int64 // nanoseconds
 	mu      sync.Mutex
 	entries []*entry          // in bind order
@@ -352,6 +353,9 @@ func (c *Client) runSession(ctx context.Context, established *bool) error {
 	}
 	c.mu.Lock()
 	c.transportName = sess.Name()
+	if qs, ok := sess.(*transport.QUICSession); ok && qs.BufferProblem() != "" {
+		c.bufWarn.Do(func() { c.log.Warn("QUIC socket buffers are small", "detail", qs.BufferProblem()) })
+	}
 	c.mu.Unlock()
 	draining := false // the relay went away: the session stays up for its streams in flight
 	defer func() {

@@ -36,21 +36,43 @@ func QUICConfig() *quic.Config {
 // QUICSession adapts a *quic.Conn to Session.
 type QUICSession struct {
 	conn *quic.Conn
+	// bufferProblem is UDPBufferProblem for a dialed session's own socket ("" if fine).
+	bufferProblem string
 }
 
 // NewQUICSession wraps an established QUIC connection.
 func NewQUICSession(c *quic.Conn) *QUICSession { return &QUICSession{conn: c} }
 
-// DialQUIC dials a relay over QUIC with ALPN ferry/1.
+// DialQUIC dials a relay over QUIC with ALPN ferry/1, from a UDP socket of its own that
+// closes with the session.
 func DialQUIC(ctx context.Context, addr string, tlsConf *tls.Config) (*QUICSession, error) {
 	tlsConf = tlsConf.Clone()
 	tlsConf.NextProtos = []string{protocol.ALPN}
-	c, err := quic.DialAddr(ctx, addr, tlsConf, QUICConfig())
+	ua, err := net.ResolveUDPAddr("udp", addr)
 	if err != nil {
 		return nil, err
 	}
-	return NewQUICSession(c), nil
+	udp, err := net.ListenUDP("udp", nil)
+	if err != nil {
+		return nil, err
+	}
+	tr := &quic.Transport{Conn: udp}
+	c, err := tr.Dial(ctx, ua, tlsConf, QUICConfig())
+	if err != nil {
+		tr.Close()
+		udp.Close()
+		return nil, err
+	}
+	context.AfterFunc(c.Context(), func() {
+		tr.Close()
+		udp.Close()
+	})
+	return &QUICSession{conn: c, bufferProblem: UDPBufferProblem(udp)}, nil
 }
+
+// BufferProblem says when the OS kept this dialed session's UDP buffers below what fast
+// QUIC needs, with the fix ("" when they are fine).
+func (s *QUICSession) BufferProblem() string { return s.bufferProblem }
 
 // Conn returns the underlying QUIC connection.
 func (s *QUICSession) Conn() *quic.Conn { return s.conn }
@@ -175,6 +197,10 @@ func ListenQUIC(addr string, tlsConf *tls.Config, resetKey *[32]byte) (*QUICList
 	}
 	return &QUICListener{Listener: ln, tr: tr, conn: conn}, nil
 }
+
+// BufferProblem says when the OS kept the listener's UDP buffers below what fast QUIC
+// needs, with the fix ("" when they are fine).
+func (l *QUICListener) BufferProblem() string { return UDPBufferProblem(l.conn) }
 
 // Close closes the listener, its sessions and its socket.
 func (l *QUICListener) Close() error {

@@ -254,6 +254,9 @@ func (s *Server) Listen() (err error) {
 	if s.quicLn, err = transport.ListenQUIC(c.QUICAddr, tlsConf, s.keybox.DeriveKey("quic stateless reset")); err != nil {
 		return fmt.Errorf("--quic-addr %s: %w", c.QUICAddr, err)
 	}
+	if p := s.quicLn.BufferProblem(); p != "" {
+		s.log.Warn("QUIC socket buffers are small", "addr", c.QUICAddr, "detail", p)
+	}
 	if c.HTTPSAddr != "" {
 		if s.httpsLn, err = net.Listen("tcp", c.HTTPSAddr); err != nil {
 			s.closeListeners(true)
