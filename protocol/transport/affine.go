@@ -43,6 +43,11 @@ func (s *Slots) End(c net.Conn) {
 	}
 }
 
+// SlotIdle is how long a slot keeps its outbound connection between requests: an idle
+// keep-alive client does not hold a stream (and the agent's goroutine and buffers) for
+// longer; its next request opens another.
+var SlotIdle = 30 * time.Second
+
 // connSlot is one inbound connection's own outbound connection, or none yet.
 type connSlot struct {
 	mu     sync.Mutex // held from a request's write until its answer's body is closed
@@ -51,6 +56,24 @@ type connSlot struct {
 	br     *bufio.Reader
 	bw     *bufio.Writer
 	closed bool
+	idle   *time.Timer // drops conn after SlotIdle without a request
+}
+
+// rest arms the idle timer after a request (mu held).
+func (s *connSlot) rest() {
+	if s.idle == nil {
+		s.idle = time.AfterFunc(SlotIdle, s.expire)
+		return
+	}
+	s.idle.Reset(SlotIdle)
+}
+
+// expire drops an idle slot's connection, unless a request holds the slot just now.
+func (s *connSlot) expire() {
+	if s.mu.TryLock() {
+		s.drop()
+		s.mu.Unlock()
+	}
 }
 
 // drop closes the slot's stream; the next request opens another. Called with mu held.
@@ -66,6 +89,9 @@ func (s *connSlot) drop() {
 func (s *connSlot) close() {
 	s.mu.Lock()
 	s.closed = true
+	if s.idle != nil {
+		s.idle.Stop()
+	}
 	s.drop()
 	s.mu.Unlock()
 }
@@ -92,6 +118,9 @@ func (t *AffineTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if s.closed {
 		s.mu.Unlock()
 		return t.Pool.RoundTrip(req)
+	}
+	if s.idle != nil {
+		s.idle.Stop()
 	}
 	resp, err := t.roundTrip(s, req)
 	if err != nil {
@@ -189,6 +218,8 @@ func (b *slotBody) Close() error {
 	stopped := b.stop() // false: the client went away and the deadline was set
 	if !b.eof || !b.keep || !stopped {
 		b.slot.drop()
+	} else {
+		b.slot.rest()
 	}
 	b.slot.mu.Unlock()
 	return err

@@ -16,9 +16,10 @@ import (
 // countingUpstream is an agent stand-in: an HTTP server on loopback that counts the
 // connections opened to it and can close them all (an agent dropping idle streams).
 type countingUpstream struct {
-	addr  string
-	conns atomic.Int64
-	srv   *http.Server
+	addr   string
+	conns  atomic.Int64 // opened
+	closed atomic.Int64
+	srv    *http.Server
 }
 
 func newCountingUpstream(t *testing.T, h http.HandlerFunc) *countingUpstream {
@@ -29,8 +30,11 @@ func newCountingUpstream(t *testing.T, h http.HandlerFunc) *countingUpstream {
 	}
 	u := &countingUpstream{addr: ln.Addr().String()}
 	u.srv = &http.Server{Handler: h, ConnState: func(_ net.Conn, s http.ConnState) {
-		if s == http.StateNew {
+		switch s {
+		case http.StateNew:
 			u.conns.Add(1)
+		case http.StateClosed:
+			u.closed.Add(1)
 		}
 	}}
 	go u.srv.Serve(ln) //nolint:errcheck
@@ -175,5 +179,32 @@ func TestAffineClientGoneMidAnswer(t *testing.T) {
 	c := &http.Client{Timeout: 10 * time.Second}
 	if got := get(t, c, "GET", front+"/x", ""); got != "ok" {
 		t.Fatalf("next client: %q", got)
+	}
+}
+
+// TestAffineIdleSlotLetsGo: a keep-alive client that goes quiet does not hold its stream
+// past SlotIdle; its next request opens another and is answered.
+func TestAffineIdleSlotLetsGo(t *testing.T) {
+	old := SlotIdle
+	SlotIdle = 100 * time.Millisecond
+	defer func() { SlotIdle = old }()
+	echo := func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }
+	slot, pool := newCountingUpstream(t, echo), newCountingUpstream(t, echo)
+	front := affineFront(t, slot, pool)
+	client := &http.Client{Transport: &http.Transport{MaxConnsPerHost: 1}, Timeout: 10 * time.Second}
+	defer client.CloseIdleConnections()
+	get(t, client, "GET", front+"/a", "")
+	deadline := time.Now().Add(5 * time.Second)
+	for slot.closed.Load() < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("an idle slot still holds its stream after SlotIdle")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if got := get(t, client, "GET", front+"/b", ""); got != "ok" {
+		t.Fatalf("after the idle slot let go: %q", got)
+	}
+	if n := slot.conns.Load(); n != 2 {
+		t.Fatalf("%d streams opened, want 2 (one before the pause, one after)", n)
 	}
 }
