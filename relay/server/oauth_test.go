@@ -414,6 +414,11 @@ func TestSAMLEdge(t *testing.T) {
 			t.Errorf("%s: SP entity ID %q ACS %q, want this host's /saml/metadata and /saml/acs", host, ed.EntityID,
 				ed.SPSSODescriptors[0].AssertionConsumerServices[0].Location)
 		}
+		for _, acs := range ed.SPSSODescriptors[0].AssertionConsumerServices {
+			if acs.Binding != saml.HTTPPostBinding {
+				t.Errorf("%s: SP metadata offers a %s consumer service; the relay serves HTTP-POST only", host, acs.Binding)
+			}
+		}
 		if !spKeyIn(ed, spCert) {
 			t.Errorf("%s: the SP metadata does not carry the certificate of %s", host, server.SAMLKeyFile)
 		}

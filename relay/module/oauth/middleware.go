@@ -858,7 +858,20 @@ func (m *Middleware) serveACS(w http.ResponseWriter, r *http.Request) {
 
 func (m *Middleware) serveMetadata(w http.ResponseWriter, r *http.Request) {
 	sp, _ := m.saml.serviceProvider(r.Context(), r.Host, false)
-	buf, err := xml.MarshalIndent(sp.Metadata(), "", "  ")
+	md := sp.Metadata()
+	// crewjam/saml also advertises an HTTP-Artifact consumer service, which this relay
+	// does not run (the IdP would have to call back to resolve the artifact): offer only
+	// the HTTP-POST one, so an IdP never picks a binding that cannot work.
+	for i := range md.SPSSODescriptors {
+		acs := md.SPSSODescriptors[i].AssertionConsumerServices[:0]
+		for _, e := range md.SPSSODescriptors[i].AssertionConsumerServices {
+			if e.Binding == saml.HTTPPostBinding {
+				acs = append(acs, e)
+			}
+		}
+		md.SPSSODescriptors[i].AssertionConsumerServices = acs
+	}
+	buf, err := xml.MarshalIndent(md, "", "  ")
 	if err != nil {
 		m.internalError(w, r, err)
 		return
