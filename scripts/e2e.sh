@@ -603,7 +603,12 @@ api POST /backends/tunnel_group '{"labels": {"edge": "e2e"}}'
 check_eq edge-group-status "$CODE" 201
 GROUP_ID=$(json_str id)
 check_has edge-group-online "$BODY" '"name": "labeled-'
-api POST /backends/http_response '{"status_code": 418, "body": "teapot"}'
+# Nested objects through `ferry api ... --json` (here a fixed answer), the rest with curl.
+printf '{"status_code": 418, "body": "teapot"}' >"$TMP/teapot.json"
+run_ferry 20 api backends-http-response create --api-url "$API" --api-key "$APIKEY" --json "@$TMP/teapot.json" --description tea
+check_eq api-cli-json-exit "$RC" 0
+BODY=$OUT
+check_has api-cli-json-description "$BODY" '"description": "tea"'
 TEAPOT_ID=$(json_str id)
 api POST /edges/https "{\"hostports\": [\"$EDGE_HOST:443\"], \"routes\": [{\"match_type\": \"path_prefix\", \"match\": \"/\", \"backend\": {\"backend_id\": \"$GROUP_ID\"}}, {\"match_type\": \"exact_path\", \"match\": \"/tea\", \"backend\": {\"backend_id\": \"$TEAPOT_ID\"}}]}"
 check_eq edge-create-status "$CODE" 201

@@ -32,6 +32,25 @@ var (
 	metaField = apiField{name: "metadata", usage: "free-form data for your tools (up to 4096 characters)"}
 )
 
+// jsonField is the whole request body as JSON (or @FILE); the other flags override its
+// fields. It is the way to give edges, backends, IP policies and event subscriptions,
+// whose objects nest.
+var jsonField = apiField{name: "json", usage: "the request body: a JSON object, or @FILE (other flags override its fields)"}
+
+// nested lists the collections whose objects nest, settable with --json only: their
+// command-line name, API path and description.
+var nested = []struct{ name, path, usage string }{
+	{"edges-https", "/edges/https", "HTTPS edges: hostports and routes to backends"},
+	{"edges-tls", "/edges/tls", "TLS edges: hostports, a backend, termination"},
+	{"edges-tcp", "/edges/tcp", "TCP edges: reserved addresses and a backend"},
+	{"backends-tunnel-group", "/backends/tunnel_group", "tunnel group backends: labeled tunnels by labels"},
+	{"backends-failover", "/backends/failover", "failover backends: backends tried in order"},
+	{"backends-weighted", "/backends/weighted", "weighted backends: backends by weight"},
+	{"backends-http-response", "/backends/http_response", "fixed HTTP answers"},
+	{"ip-policies", "/ip_policies", "IP policies: CIDR rules for edges and routes"},
+	{"event-subscriptions", "/event_subscriptions", "event subscriptions: webhooks and files of your events"},
+}
+
 // apiResources are the management API's collections, named as on the command line.
 var apiResources = []struct {
 	name, usage    string
@@ -61,9 +80,22 @@ func apiCommand(env Env) *cli.Command {
 		&cli.StringFlag{Name: "api-key", Usage: "management API `KEY` (ferry-relay apikey create)", EnvVars: []string{"FERRY_API_KEY"}},
 		&cli.StringFlag{Name: "config", Usage: "configuration `FILE` (api_key and api_url keys)"},
 	}
-	cmd := &cli.Command{Name: "api", Usage: "call the relay's management API (reserved domains, certificates, addresses, keys)", Flags: flags}
-	for _, res := range apiResources {
-		path := "/" + strings.ReplaceAll(res.name, "-", "_")
+	cmd := &cli.Command{Name: "api", Usage: "call the relay's management API (reserved domains, certificates, addresses, keys, edges, backends, IP policies, event subscriptions)", Flags: flags}
+	type resource struct {
+		name, usage, path string
+		create, update    []apiField
+	}
+	var resources []resource
+	for _, r := range apiResources {
+		resources = append(resources, resource{r.name, r.usage, "/" + strings.ReplaceAll(r.name, "-", "_"), r.create, r.update})
+	}
+	for _, n := range nested {
+		resources = append(resources, resource{n.name, n.usage, n.path, []apiField{descField, metaField}, []apiField{descField, metaField}})
+	}
+	for _, res := range resources {
+		res.create = append(res.create[:len(res.create):len(res.create)], jsonField)
+		res.update = append(res.update[:len(res.update):len(res.update)], jsonField)
+		path := res.path
 		rc := &cli.Command{Name: res.name, Usage: res.usage, Flags: flags}
 		call := func(method, p string, body map[string]any) cli.ActionFunc {
 			return func(c *cli.Context) error { return apiCall(c, env, method, p, body) }
@@ -142,8 +174,22 @@ func fieldFlags(fs []apiField) []cli.Flag {
 // fieldBody builds the JSON body from the flags given; PEM flags read @FILE.
 func fieldBody(c *cli.Context, fs []apiField) (map[string]any, error) {
 	body := map[string]any{}
+	if c.IsSet(jsonField.name) {
+		v := c.String(jsonField.name)
+		src := "--json"
+		if strings.HasPrefix(v, "@") {
+			b, err := os.ReadFile(v[1:])
+			if err != nil {
+				return nil, usageErr("--json: %v", err)
+			}
+			v, src = string(b), v[1:]
+		}
+		if err := json.Unmarshal([]byte(v), &body); err != nil || body == nil {
+			return nil, usageErr("%s: want a JSON object, e.g. '{\"description\": \"web\"}': %v", src, err)
+		}
+	}
 	for _, f := range fs {
-		if !c.IsSet(f.name) {
+		if !c.IsSet(f.name) || f.name == jsonField.name {
 			continue
 		}
 		key := strings.ReplaceAll(f.name, "-", "_")
