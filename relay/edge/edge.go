@@ -148,7 +148,7 @@ func (e *Edge) ServeHTTPS(ln net.Listener) error {
 
 // ServeHTTP serves plain HTTP on ln until ln is closed.
 func (e *Edge) ServeHTTP(ln net.Listener) error {
-	err := e.plain.Serve(e.limit(ln))
+	err := e.plain.Serve(countedListener{Listener: e.limit(ln), e: e})
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
@@ -258,7 +258,7 @@ func (e *Edge) handleTLS(raw net.Conn) {
 	}
 	switch {
 	case t.Proto == protocol.ProtoHTTP:
-		tc := tls.Server(c, e.termination(name, e.tlsHTTP))
+		tc := tls.Server(e.countHTTP(c, "https"), e.termination(name, e.tlsHTTP))
 		if !e.handshake(tc, t, remote) {
 			return
 		}
@@ -309,7 +309,7 @@ func (e *Edge) serveEdge(c net.Conn, name, remote string) bool {
 	}
 	name = sni.Normalize(name)
 	if rs.HTTPS(name) != nil {
-		tc := tls.Server(c, e.termination(name, e.tlsHTTP))
+		tc := tls.Server(e.countHTTP(c, "https"), e.termination(name, e.tlsHTTP))
 		ctx, cancel := context.WithTimeout(context.Background(), HandshakeTimeout)
 		defer cancel()
 		if err := tc.HandshakeContext(ctx); err != nil {

@@ -82,6 +82,16 @@ func (o *Observer) Conn(proto, account, tunnelID, url, remote, serverName string
 	}
 }
 
+// PublicConn starts counting a public HTTP or HTTPS connection (metrics only: HTTP has
+// events per request); the returned func reports it closed with its byte counts. It is
+// nil when nothing is counted.
+func (o *Observer) PublicConn(proto string) func(in, out int64) {
+	if o == nil || o.Metrics == nil {
+		return nil
+	}
+	return o.Metrics.ConnOpened(proto)
+}
+
 // Rejected counts a module's refusal.
 func (o *Observer) Rejected(module string) { o.metrics().Rejected(module, "") }
 

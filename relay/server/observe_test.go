@@ -138,3 +138,53 @@ func TestRejectionMetrics(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTPConnMetrics: public HTTP and HTTPS connections are counted, with their bytes
+// once they close.
+func TestHTTPConnMetrics(t *testing.T) {
+	r := &relayEnv{Relay: servertest.Start(t, servertest.Options{Log: testLogger(t),
+		Configure: func(c *config.Config) { c.MetricsAddr = "127.0.0.1:0" }}), t: t, transport: "quic"}
+	a := r.startAgent(&forward.Tunnel{Name: "web", Proto: "http", Addr: named(t, "web")})
+	for _, scheme := range []string{"http", "https"} {
+		c := r.httpClient(false)
+		resp, err := c.Get(a.url(t, scheme) + "/x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.ReadAll(resp.Body) //nolint:errcheck
+		resp.Body.Close()
+		c.CloseIdleConnections()
+	}
+	want := []string{`ferry_relay_connections_total{proto="http"} 1`, `ferry_relay_connections_total{proto="https"} 1`,
+		`ferry_relay_connections{proto="http"} 0`, `ferry_relay_connections{proto="https"} 0`}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, err := http.Get("http://" + r.Srv.MetricsAddr().String() + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var missing []string
+		for _, w := range want {
+			if !strings.Contains(string(body), w) {
+				missing = append(missing, w)
+			}
+		}
+		for _, p := range []string{"http", "https"} {
+			for _, d := range []string{"in", "out"} {
+				if strings.Contains(string(body), fmt.Sprintf(`ferry_relay_bytes_total{direction=%q,proto=%q} 0`, d, p)) ||
+					!strings.Contains(string(body), fmt.Sprintf(`ferry_relay_bytes_total{direction=%q,proto=%q}`, d, p)) {
+					missing = append(missing, "bytes "+p+" "+d)
+				}
+			}
+		}
+		if len(missing) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/metrics lacks %q", missing)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
