@@ -402,3 +402,36 @@ func TestRouteSecretsRoundTrip(t *testing.T) {
 		t.Errorf("a new user with the placeholder for a password: %d, want 400", code)
 	}
 }
+
+// TestTCPEdgeWaitsForTunnelPort: a TCP edge created on a reserved address that a tcp
+// tunnel holds starts serving as soon as the tunnel stops.
+func TestTCPEdgeWaitsForTunnelPort(t *testing.T) {
+	r := newAPIRelay(t)
+	c := r.api(r.Account)
+	addr := c.must(201, "POST", "/reserved_addrs", map[string]any{})["addr"].(string)
+	_, p, _ := net.SplitHostPort(addr)
+	holder, err := r.tryAgent(r.agentConfig(&forward.Tunnel{Name: "holder", Proto: "tcp", Addr: echoServer(t), RemoteAddr: addr}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.startAgent(&forward.Tunnel{Name: "echo", Proto: "labeled", Labels: map[string]string{"svc": "edge"}, Addr: echoServer(t)})
+	group := c.must(201, "POST", "/backends/tunnel_group", map[string]any{"labels": map[string]string{"svc": "edge"}})["id"].(string)
+	c.must(201, "POST", "/edges/tcp", map[string]any{"hostports": []string{addr}, "backend": map[string]string{"backend_id": group}})
+
+	holder.stop(t) // its port is free: the edge takes it
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		conn, err := net.DialTimeout("tcp", "127.0.0.1:"+p, time.Second)
+		if err == nil {
+			got, err := echoOnce(conn, "over the edge")
+			conn.Close()
+			if err == nil && got == "over the edge" {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the TCP edge on %s does not serve 5 s after the tunnel holding its port stopped", addr)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

@@ -390,6 +390,14 @@ func (s *Server) Serve(ctx context.Context) error {
 		Version: s.opts.Version, Log: s.log, Capabilities: s.opts.Capabilities, Observer: s.observer,
 		OAuth: s.tunnelOAuth, MaxTunnelsPerAccount: c.MaxTunnelsPerAccount, AgentSilence: c.Silence(),
 		MaxStreamsPerAccount: c.MaxStreamsPerAccount,
+		PortFreed: func(port int) {
+			// A TCP edge created while a tunnel held its port starts serving now.
+			if snap := s.router.Current(); snap != nil && snap.TCP(port) != nil {
+				s.edgeMu.Lock()
+				s.syncTCPEdges(tcpHost, snap)
+				s.edgeMu.Unlock()
+			}
+		},
 		EdgeServes: func(name string) bool {
 			snap := s.router.Current()
 			return snap.HTTPS(name) != nil || snap.TLS(name) != nil
@@ -867,7 +875,13 @@ func (s *Server) compileEdges(tcpHost string) {
 	if s.observer != nil {
 		s.observer.Events.SetSubscriptions(api.Subscriptions(objs))
 	}
-	if s.edge == nil {
+	s.syncTCPEdges(tcpHost, snap)
+}
+
+// syncTCPEdges listens on the TCP edges' ports it does not serve yet and stops those no
+// edge wants (edgeMu held). A port a tunnel holds is tried again when the tunnel stops.
+func (s *Server) syncTCPEdges(tcpHost string, snap *router.Snapshot) {
+	if s.edge == nil || snap == nil {
 		return
 	}
 	if s.tcpEdges == nil {

@@ -95,6 +95,9 @@ type Config struct {
 	// MaxTunnelsPerAccount bounds an account's online tunnels (0: the default; negative:
 	// no limit).
 	MaxTunnelsPerAccount int
+	// PortFreed runs after a tcp tunnel let its port go (nil: nothing): a TCP edge
+	// waiting for the port can listen now.
+	PortFreed func(port int)
 	// Observer reports sessions and tunnels (metrics, events); nil reports nothing.
 	Observer *route.Observer
 	// Capabilities overrides what the relay advertises (nil: protocol.RelayCapabilities);
@@ -464,6 +467,7 @@ func (a *agent) handle(t protocol.MsgType, body []byte) error {
 			a.srv.give(a.account)
 			a.srv.cfg.Observer.TunnelStopped(tun)
 			tun.Log.Info("tunnel stopped")
+			a.srv.portFreed(tun)
 		}
 		return a.send(protocol.TypeUnbindResp, &protocol.UnbindResp{TunnelID: u.TunnelID})
 	case protocol.TypeHeartbeat:
@@ -498,6 +502,14 @@ func (a *agent) releaseAll() {
 		a.srv.cfg.Observer.TunnelStopped(t)
 		t.Log.Info("tunnel stopped", "reason", "agent session ended")
 		delete(a.tunnels, id)
+		a.srv.portFreed(t)
+	}
+}
+
+// portFreed tells the relay a tcp tunnel's port is free again.
+func (s *Server) portFreed(t *route.Tunnel) {
+	if t.Port != 0 && s.cfg.PortFreed != nil {
+		s.cfg.PortFreed(t.Port)
 	}
 }
 
