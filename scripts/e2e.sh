@@ -333,13 +333,19 @@ if ! CGO_ENABLED=0 go build -o "$UP" ./scripts/e2e/upstream 2>"$TMP/build.err"; 
 	fatal "build-helper" "got $(show "$(cat "$TMP/build.err")") want go build ./scripts/e2e/upstream to succeed"
 fi
 
-start relay "$RELAY" --dev --data "$TMP/data" \
-	--quic-addr "127.0.0.1:$TLS_PORT" --https-addr "127.0.0.1:$TLS_PORT" \
-	--http-addr "127.0.0.1:$HTTP_PORT" --tcp-ports "$TCP_PORTS" --api-addr "127.0.0.1:$API_PORT"
-RELAY_PID=$LAST_PID
-if ! wait_log "$TMP/relay.log" 'msg="relay started"' "$RELAY_PID"; then
-	fatal "start-relay" "got $(show "$(cat "$TMP/relay.log")") want \"relay started\" within ${WAIT}s (if a port is taken, pick others with E2E_TLS_PORT, E2E_HTTP_PORT and E2E_TCP_PORTS)"
-fi
+# start_relay NAME CHECK WANT: starts the dev relay on the e2e ports and data directory
+# (its log is NAME.log) and sets RELAY_PID; without "relay started", CHECK fails saying WANT.
+start_relay() {
+	start "$1" "$RELAY" --dev --data "$TMP/data" \
+		--quic-addr "127.0.0.1:$TLS_PORT" --https-addr "127.0.0.1:$TLS_PORT" \
+		--http-addr "127.0.0.1:$HTTP_PORT" --tcp-ports "$TCP_PORTS" --api-addr "127.0.0.1:$API_PORT"
+	RELAY_PID=$LAST_PID
+	if ! wait_log "$TMP/$1.log" 'msg="relay started"' "$RELAY_PID"; then
+		fatal "$2" "got $(show "$(cat "$TMP/$1.log")") want $3"
+	fi
+}
+
+start_relay relay start-relay "\"relay started\" within ${WAIT}s (if a port is taken, pick others with E2E_TLS_PORT, E2E_HTTP_PORT and E2E_TCP_PORTS)"
 CA=$TMP/data/ca.pem
 TOKEN=$(cat "$TMP/data/dev-authtoken")
 
@@ -625,13 +631,7 @@ check_eq edge-plain-redirect "$CODE" 308
 kill -KILL "$RELAY_PID" 2>/dev/null
 wait "$RELAY_PID" 2>/dev/null || true
 restarted_at=$(date +%s%N)
-start relay2 "$RELAY" --dev --data "$TMP/data" \
-	--quic-addr "127.0.0.1:$TLS_PORT" --https-addr "127.0.0.1:$TLS_PORT" \
-	--http-addr "127.0.0.1:$HTTP_PORT" --tcp-ports "$TCP_PORTS" --api-addr "127.0.0.1:$API_PORT"
-RELAY_PID=$LAST_PID
-if ! wait_log "$TMP/relay2.log" 'msg="relay started"' "$RELAY_PID"; then
-	fatal "restart-relay" "got $(show "$(cat "$TMP/relay2.log")") want the relay to start again on the same data"
-fi
+start_relay relay2 restart-relay "the relay to start again on the same data"
 back=""
 for ((i = 0; i < 100; i++)); do
 	fetch "https://$CUSTOM:$TLS_PORT/after-kill" --cacert "$TMP/shopca.pem"

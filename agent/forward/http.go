@@ -43,13 +43,14 @@ func newHTTPProxy(t *Tunnel, log *slog.Logger) *httpProxy {
 		target.Host = "localhost" // dialed as t.Addr; the Host header follows --host-header
 	}
 	dialer := &net.Dialer{Timeout: DialTimeout}
+	dial := func(ctx context.Context, addr string) (net.Conn, error) {
+		if t.Network == "unix" {
+			return dialer.DialContext(ctx, "unix", t.Addr)
+		}
+		return dialer.DialContext(ctx, "tcp", addr)
+	}
 	tr := &http.Transport{
-		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
-			if t.Network == "unix" {
-				return dialer.DialContext(ctx, "unix", t.Addr)
-			}
-			return dialer.DialContext(ctx, "tcp", addr)
-		},
+		DialContext:         func(ctx context.Context, _, addr string) (net.Conn, error) { return dial(ctx, addr) },
 		TLSClientConfig:     &tls.Config{InsecureSkipVerify: t.InsecureUpstream}, //nolint:gosec // only when the user asks (--upstream-tls-verify=false)
 		MaxIdleConnsPerHost: 256,
 		IdleConnTimeout:     90 * time.Second,
@@ -61,12 +62,7 @@ func newHTTPProxy(t *Tunnel, log *slog.Logger) *httpProxy {
 	if t.Scheme == "http" {
 		// Each relay stream gets a connection of its own to a plain-HTTP upstream, used
 		// by the goroutine serving the request (see transport.AffineTransport).
-		rt = &transport.AffineTransport{Pool: tr, Dial: func(ctx context.Context) (net.Conn, error) {
-			if t.Network == "unix" {
-				return dialer.DialContext(ctx, "unix", t.Addr)
-			}
-			return dialer.DialContext(ctx, "tcp", t.Addr)
-		}}
+		rt = &transport.AffineTransport{Pool: tr, Dial: func(ctx context.Context) (net.Conn, error) { return dial(ctx, t.Addr) }}
 	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {

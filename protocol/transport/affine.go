@@ -84,8 +84,8 @@ func (s *connSlot) drop() {
 	}
 }
 
-// close ends the slot with its public connection. A request in flight keeps the lock
-// and finds the stream closed when it next reads or writes.
+// close ends the slot with its inbound connection (after the request in flight, if any,
+// lets go of the slot).
 func (s *connSlot) close() {
 	s.mu.Lock()
 	s.closed = true

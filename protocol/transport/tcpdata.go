@@ -34,6 +34,8 @@ const (
 	DataIdle = 8
 	// MaxDataConns bounds a session's data connections, idle and busy, on both sides.
 	MaxDataConns = 64
+	// maxRelayIdle bounds the idle data connections a relay keeps for one session.
+	maxRelayIdle = 2 * DataIdle
 	// dataDialTimeout bounds dialing a data connection and sending its DataJoin.
 	dataDialTimeout = 10 * time.Second
 	// dataDialInterval paces an agent's dials once DataIdle have gone out at once: a
@@ -83,6 +85,10 @@ func (d *dataConns) dialDelay(now time.Time) time.Duration {
 func (d *dataConns) add(c *tls.Conn, release func()) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	return d.addLocked(c, release)
+}
+
+func (d *dataConns) addLocked(c *tls.Conn, release func()) bool {
 	if d.closed || len(d.all) >= MaxDataConns {
 		return false
 	}
@@ -135,17 +141,13 @@ func (s *TCPSession) JoinData(key string, c *tls.Conn) bool {
 	got, err := base64.RawURLEncoding.DecodeString(key)
 	d := &s.data
 	d.mu.Lock()
-	ok := err == nil && d.key != nil && subtle.ConstantTimeCompare(got, d.key) == 1 &&
-		!d.closed && len(d.idle) < 2*DataIdle && len(d.all) < MaxDataConns
-	if ok {
-		if d.all == nil {
-			d.all = make(map[*tls.Conn]func())
-		}
-		d.all[c] = nil
-		d.idle = append(d.idle, c)
+	defer d.mu.Unlock()
+	if err != nil || d.key == nil || subtle.ConstantTimeCompare(got, d.key) != 1 ||
+		len(d.idle) >= maxRelayIdle || !d.addLocked(c, nil) {
+		return false
 	}
-	d.mu.Unlock()
-	return ok
+	d.idle = append(d.idle, c)
+	return true
 }
 
 // takeData returns an idle data connection as a stream, or nil when none is ready. The
@@ -252,28 +254,33 @@ func (s *TCPSession) dialData(join []byte) (Stream, error) {
 		release()
 		return nil, net.ErrClosed
 	}
-	if p := c.ConnectionState().NegotiatedProtocol; p != protocol.DataALPN {
+	st, err := s.joinData(c, join)
+	if err != nil {
 		c.Close()
 		s.data.drop(c)
+	}
+	return st, err
+}
+
+// joinData sends join on a new data connection and waits until the relay writes on it.
+func (s *TCPSession) joinData(c *tls.Conn, join []byte) (Stream, error) {
+	if p := c.ConnectionState().NegotiatedProtocol; p != protocol.DataALPN {
 		return nil, fmt.Errorf("relay did not select %s for a data connection (got %q)", protocol.DataALPN, p)
 	}
 	c.SetWriteDeadline(time.Now().Add(dataDialTimeout))
-	_, err = c.Write(join)
+	_, err := c.Write(join)
 	c.SetWriteDeadline(time.Time{})
-	if err == nil {
-		var one [1]byte
-		var n int
-		n, err = c.Read(one[:]) // the relay writes a StreamHeader when it takes the connection
-		if n == 1 {
-			return &dataStream{Conn: c, first: int(one[0]), d: &s.data}, nil
-		}
+	if err != nil {
+		return nil, err
+	}
+	var one [1]byte
+	if n, err := c.Read(one[:]); n != 1 { // the relay writes a StreamHeader when it takes the connection
 		if err == nil {
 			err = errors.New("empty read")
 		}
+		return nil, err
 	}
-	c.Close()
-	s.data.drop(c)
-	return nil, err
+	return &dataStream{Conn: c, first: int(one[0]), d: &s.data}, nil
 }
 
 // dataStream is a stream that has a TLS connection to itself.

@@ -16,6 +16,7 @@ import (
 	"github.com/ferrytunnel/ferry/protocol"
 	"github.com/ferrytunnel/ferry/protocol/transport"
 	"github.com/ferrytunnel/ferry/relay/module"
+	"github.com/ferrytunnel/ferry/relay/module/webhook"
 	"github.com/ferrytunnel/ferry/relay/route"
 	"github.com/ferrytunnel/ferry/relay/sni"
 )
@@ -92,17 +93,16 @@ func (e *Edge) NewHTTPHandler(t *route.Tunnel) (http.Handler, func()) {
 	if host == "" {
 		host = "labeled.invalid" // labeled tunnels have no name; the agent ignores it
 	}
-	tr := NewTransport(func(ctx context.Context) (net.Conn, error) { return t.Dial(ctx, protocol.StreamHTTP, "", t.Host) })
+	dial := func(ctx context.Context) (net.Conn, error) { return t.Dial(ctx, protocol.StreamHTTP, "", t.Host) }
+	tr := NewTransport(dial)
 	t.Transport = tr // edges whose backends select this tunnel send their requests here
 	// Requests from the tunnel's own name use their public connection's stream; edges
 	// balancing over tunnels use the pool.
-	affine := &transport.AffineTransport{Dial: func(ctx context.Context) (net.Conn, error) { return t.Dial(ctx, protocol.StreamHTTP, "", t.Host) }, Pool: tr}
+	affine := &transport.AffineTransport{Dial: dial, Pool: tr}
 	proxy := NewProxy(ProxyConfig{Name: host, Log: t.Log, Headers: t.Headers, Transport: affine})
 	m := HTTPModules{Name: host, Log: t.Log, IPPolicy: t.IPPolicy, BasicAuth: t.BasicAuth,
 		Compression: t.Compression, Breaker: t.Breaker, Observer: e.cfg.Observer}
-	if t.Webhook != nil {
-		m.Webhook = MiddlewareFunc(t.Webhook.Middleware)
-	}
+	m.Webhook = t.Webhook
 	if t.Auth != nil {
 		m.Auth = t.Auth
 	}
@@ -194,7 +194,7 @@ type HTTPModules struct {
 	Log         *slog.Logger
 	IPPolicy    *module.IPPolicy
 	BasicAuth   *module.BasicAuth
-	Webhook     route.Middleware
+	Webhook     *webhook.Verifier
 	Breaker     *module.Breaker
 	Compression bool
 	// Auth is an OAuth/OIDC/SAML module (nil: none).
@@ -213,17 +213,7 @@ func (m HTTPModules) Wrap(next http.Handler) http.Handler {
 		h = breaker(m.Name, m.Breaker, m.Observer, h)
 	}
 	if m.Webhook != nil {
-		inner := h
-		h = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			passed := false // the verifier answers refusals itself; count those
-			m.Webhook.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				passed = true
-				inner.ServeHTTP(w, r)
-			})).ServeHTTP(w, r)
-			if !passed {
-				m.Observer.Rejected("webhook")
-			}
-		})
+		h = m.Webhook.Guard(h, func() { m.Observer.Rejected("webhook") })
 	}
 	if m.Auth != nil {
 		h = m.Auth.Wrap(h)
@@ -289,9 +279,3 @@ func errorPage(w http.ResponseWriter, code int, title, msg, hint string) {
 	}
 	fmt.Fprint(w, "<hr><p><small>ferry-relay</small></p></body></html>\n")
 }
-
-// MiddlewareFunc adapts a func to route.Middleware.
-type MiddlewareFunc func(http.Handler) http.Handler
-
-// Wrap calls f.
-func (f MiddlewareFunc) Wrap(next http.Handler) http.Handler { return f(next) }

@@ -274,7 +274,7 @@ func (c *compiler) routeHandler(account, name string, rt Route, log *slog.Logger
 		if err != nil {
 			return nil, err
 		}
-		m.Webhook = edge.MiddlewareFunc(v.Middleware)
+		m.Webhook = v
 	}
 	if cb := rt.CircuitBreaker; cb != nil {
 		key := fmt.Sprintf("%s|%g", rt.ID, cb.ErrorThresholdPercentage)

@@ -507,14 +507,8 @@ func TestAPIDeletedCredentialEndsItsSessions(t *testing.T) {
 	}
 
 	c.must(204, "DELETE", "/credentials/"+id, nil)
-	select {
-	case err := <-doomed.done:
-		doomed.once.Do(doomed.cancel) // it has ended: nothing for the cleanup to wait for
-		if err == nil || !strings.Contains(err.Error(), "authtoken") {
-			t.Fatalf("agent ended with %v, want an error about its authtoken", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the agent whose authtoken was deleted is still running after 10s")
+	if err := doomed.waitEnded(t, "the agent whose authtoken was deleted"); err == nil || !strings.Contains(err.Error(), "authtoken") {
+		t.Fatalf("agent ended with %v, want an error about its authtoken", err)
 	}
 	if conn, err := net.DialTimeout("tcp", doomedAddr, time.Second); err == nil {
 		got, _ := echoOnce(conn, "hi")
@@ -585,16 +579,10 @@ func TestAPIDeletedReservationEndsItsTunnels(t *testing.T) {
 	}
 
 	c.must(204, "DELETE", "/reserved_domains/"+ids["app.custom.test"], nil)
-	select {
-	case err := <-single.done:
-		single.once.Do(single.cancel) // it has ended: nothing for the cleanup to wait for
-		// It logged the relay's reason ("the reservation app.custom.test was deleted"),
-		// reconnected, and its bind was refused: the name is no longer the account's.
-		if err == nil || !strings.Contains(err.Error(), "not reserved by this account") {
-			t.Fatalf("agent ended with %v, want its bind refused", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("the agent serving the deleted reservation is still running after 10s")
+	// It logs the relay's reason ("the reservation app.custom.test was deleted"),
+	// reconnects, and its bind is refused: the name is no longer the account's.
+	if err := single.waitEnded(t, "the agent serving the deleted reservation"); err == nil || !strings.Contains(err.Error(), "not reserved by this account") {
+		t.Fatalf("agent ended with %v, want its bind refused", err)
 	}
 	if code, _ := fetch(appURL); code != 404 {
 		t.Fatalf("app.custom.test after its reservation was deleted: %d, want 404", code)

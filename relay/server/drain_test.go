@@ -7,7 +7,6 @@ import (
 
 	"github.com/ferrytunnel/ferry/agent/forward"
 	"github.com/ferrytunnel/ferry/relay/config"
-	"github.com/ferrytunnel/ferry/relay/server/servertest"
 )
 
 // TestGracefulDrain: a stopping relay refuses new connections, tells its agent to go
@@ -16,8 +15,7 @@ import (
 func TestGracefulDrain(t *testing.T) {
 	for _, tr := range []string{"quic", "tcp"} {
 		t.Run(tr, func(t *testing.T) {
-			r := &relayEnv{Relay: servertest.Start(t, servertest.Options{Log: testLogger(t),
-				Configure: func(c *config.Config) { c.DrainTimeout = "8s" }}), t: t, transport: tr}
+			r := newRelayConfigured(t, tr, func(c *config.Config) { c.DrainTimeout = "8s" })
 			a := r.startAgent(&forward.Tunnel{Name: "echo", Proto: "tcp", Addr: echoServer(t)})
 			addr := tcpAddrOf(t, a.url(t, "tcp"))
 			conn, err := net.Dial("tcp", addr)

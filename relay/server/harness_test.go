@@ -19,6 +19,7 @@ import (
 	"github.com/ferrytunnel/ferry/agent/forward"
 	"github.com/ferrytunnel/ferry/agent/session"
 	"github.com/ferrytunnel/ferry/relay/acme/acmetest"
+	"github.com/ferrytunnel/ferry/relay/config"
 	"github.com/ferrytunnel/ferry/relay/server/servertest"
 )
 
@@ -51,7 +52,13 @@ func bothTransports(t *testing.T, test func(t *testing.T, r *relayEnv)) {
 
 func newRelayTransport(t *testing.T, transport string) *relayEnv {
 	t.Helper()
-	return &relayEnv{Relay: servertest.Start(t, servertest.Options{Log: testLogger(t)}), t: t, transport: transport}
+	return newRelayConfigured(t, transport, nil)
+}
+
+// newRelayConfigured starts a relay whose configuration configure adjusts (nil: as is).
+func newRelayConfigured(t *testing.T, transport string, configure func(*config.Config)) *relayEnv {
+	t.Helper()
+	return &relayEnv{Relay: servertest.Start(t, servertest.Options{Log: testLogger(t), Configure: configure}), t: t, transport: transport}
 }
 
 func testLogger(t *testing.T) *slog.Logger {
@@ -131,6 +138,20 @@ func (a *agentEnv) stop(t *testing.T) {
 			t.Errorf("agent did not stop within 10s of cancel")
 		}
 	})
+}
+
+// waitEnded waits up to 10 s for the agent to end on its own (what stands for it) and
+// returns what Run returned.
+func (a *agentEnv) waitEnded(t *testing.T, what string) error {
+	t.Helper()
+	select {
+	case err := <-a.done:
+		a.once.Do(a.cancel) // it has ended: nothing for the cleanup to wait for
+		return err
+	case <-time.After(10 * time.Second):
+		t.Fatalf("%s is still running after 10s", what)
+		return nil
+	}
 }
 
 // url returns the agent's public URL with the given scheme.

@@ -10,7 +10,6 @@ import (
 
 	"github.com/ferrytunnel/ferry/agent/forward"
 	"github.com/ferrytunnel/ferry/relay/config"
-	"github.com/ferrytunnel/ferry/relay/server/servertest"
 	"github.com/ferrytunnel/ferry/relay/session"
 )
 
@@ -51,32 +50,44 @@ func TestUnderscoreHeaders(t *testing.T) {
 // TestConnLimitPerIP: one address cannot hold more than max_conns_per_ip public
 // connections; the next is closed at once, and connections come back as others close.
 func TestConnLimitPerIP(t *testing.T) {
-	r := &relayEnv{Relay: servertest.Start(t, servertest.Options{Log: testLogger(t),
-		Configure: func(c *config.Config) { c.MaxConnsPerIP = 5 }}), t: t, transport: "quic"}
+	r := newRelayConfigured(t, "quic", func(c *config.Config) { c.MaxConnsPerIP = 5 })
 	a := r.startAgent(&forward.Tunnel{Name: "echo", Proto: "tcp", Addr: echoServer(t)})
-	addr := tcpAddrOf(t, a.url(t, "tcp"))
+	checkConnLimit(t, []string{tcpAddrOf(t, a.url(t, "tcp"))}, 5, "from the same address")
+}
+
+// checkConnLimit opens limit echo connections over addrs in turn, each served; the next
+// one (what says whose limit it is) must be closed unserved; after one closes, a new one
+// is served again.
+func checkConnLimit(t *testing.T, addrs []string, limit int, what string) {
+	t.Helper()
 	var open []net.Conn
-	for i := range 5 {
-		c, err := net.Dial("tcp", addr)
+	defer func() {
+		for _, c := range open {
+			c.Close()
+		}
+	}()
+	for i := range limit {
+		c, err := net.Dial("tcp", addrs[i%len(addrs)])
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, err := echoOnce(c, "hi"); err != nil || got != "hi" {
-			t.Fatalf("conn %d within the limit: %q %v", i+1, got, err)
-		}
 		open = append(open, c)
+		if got, err := echoOnce(c, "hi"); err != nil || got != "hi" {
+			t.Fatalf("connection %d within the limit: %q %v", i+1, got, err)
+		}
 	}
-	extra, err := net.Dial("tcp", addr)
+	extra, err := net.Dial("tcp", addrs[limit%len(addrs)])
 	if err != nil {
 		t.Fatal(err)
 	}
 	if got, err := echoOnce(extra, "hi"); err == nil && got == "hi" {
-		t.Error("a sixth connection from the same address was served, want closed")
+		t.Errorf("connection %d %s was served, want closed", limit+1, what)
 	}
 	extra.Close()
 	open[0].Close()
+	open = open[1:]
 	waitFor(t, "a slot freed by a close", func() bool {
-		c, err := net.Dial("tcp", addr)
+		c, err := net.Dial("tcp", addrs[0])
 		if err != nil {
 			return false
 		}
@@ -84,16 +95,12 @@ func TestConnLimitPerIP(t *testing.T) {
 		got, err := echoOnce(c, "again")
 		return err == nil && got == "again"
 	})
-	for _, c := range open[1:] {
-		c.Close()
-	}
 }
 
 // TestTunnelsPerAccount: an account cannot have more tunnels online than the relay
 // allows, whatever the number of agents; stopping one frees its slot.
 func TestTunnelsPerAccount(t *testing.T) {
-	r := &relayEnv{Relay: servertest.Start(t, servertest.Options{Log: testLogger(t),
-		Configure: func(c *config.Config) { c.MaxTunnelsPerAccount = 2 }}), t: t, transport: "quic"}
+	r := newRelayConfigured(t, "quic", func(c *config.Config) { c.MaxTunnelsPerAccount = 2 })
 	up := echoServer(t)
 	first := r.startAgent(&forward.Tunnel{Name: "a", Proto: "tcp", Addr: up}, &forward.Tunnel{Name: "b", Proto: "tcp", Addr: up})
 	if _, err := r.tryAgent(r.agentConfig(&forward.Tunnel{Name: "c", Proto: "tcp", Addr: up})); err == nil || !strings.Contains(err.Error(), "max_tunnels_per_account") {
@@ -136,41 +143,9 @@ func TestConnectionListedHeadersStripped(t *testing.T) {
 // TestStreamsPerAccount: an account's agents carry at most max_streams_per_account public
 // connections at once; the next is closed until one ends.
 func TestStreamsPerAccount(t *testing.T) {
-	r := &relayEnv{Relay: servertest.Start(t, servertest.Options{Log: testLogger(t),
-		Configure: func(c *config.Config) { c.MaxStreamsPerAccount = 3 }}), t: t, transport: "quic"}
+	r := newRelayConfigured(t, "quic", func(c *config.Config) { c.MaxStreamsPerAccount = 3 })
 	up := echoServer(t)
 	a := r.startAgent(&forward.Tunnel{Name: "a", Proto: "tcp", Addr: up}, &forward.Tunnel{Name: "b", Proto: "tcp", Addr: up})
-	addrs := []string{tcpAddrOf(t, a.urls[0]), tcpAddrOf(t, a.urls[1])}
-	var open []net.Conn
-	for i := range 3 {
-		c, err := net.Dial("tcp", addrs[i%2]) // the limit is shared by the account's tunnels
-		if err != nil {
-			t.Fatal(err)
-		}
-		if got, err := echoOnce(c, "hi"); err != nil || got != "hi" {
-			t.Fatalf("connection %d within the limit: %q %v", i+1, got, err)
-		}
-		open = append(open, c)
-	}
-	extra, err := net.Dial("tcp", addrs[1])
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got, err := echoOnce(extra, "hi"); err == nil && got == "hi" {
-		t.Error("a fourth connection of the account was served, want closed")
-	}
-	extra.Close()
-	open[0].Close()
-	waitFor(t, "a slot freed", func() bool {
-		c, err := net.Dial("tcp", addrs[0])
-		if err != nil {
-			return false
-		}
-		defer c.Close()
-		got, err := echoOnce(c, "again")
-		return err == nil && got == "again"
-	})
-	for _, c := range open[1:] {
-		c.Close()
-	}
+	// The limit is shared by the account's tunnels: the connections alternate between them.
+	checkConnLimit(t, []string{tcpAddrOf(t, a.urls[0]), tcpAddrOf(t, a.urls[1])}, 3, "of the account")
 }

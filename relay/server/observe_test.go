@@ -87,15 +87,10 @@ func TestEventsAndMetrics(t *testing.T) {
 		return seen["tunnel_started"] && seen["http_request_complete"] && seen["tcp_connection_closed"]
 	})
 
-	resp, err := http.Get("http://" + r.Srv.MetricsAddr().String() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	body := scrapeMetrics(t, r)
 	for _, want := range []string{`ferry_relay_sessions{transport="quic"} 1`, `ferry_relay_tunnels{proto="http"} 1`,
 		`ferry_relay_http_request_duration_seconds_count{code_class="2xx"} 1`, `ferry_relay_connections_total{proto="tcp"} 1`} {
-		if !strings.Contains(string(body), want) {
+		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
@@ -104,8 +99,7 @@ func TestEventsAndMetrics(t *testing.T) {
 // TestRejectionMetrics: refusals by mutual TLS (no certificate, a foreign one), the
 // minimum TLS version and webhook verification are counted by module.
 func TestRejectionMetrics(t *testing.T) {
-	r := &relayEnv{Relay: servertest.Start(t, servertest.Options{Log: testLogger(t),
-		Configure: func(c *config.Config) { c.MetricsAddr = "127.0.0.1:0" }}), t: t, transport: "quic"}
+	r := newRelayConfigured(t, "quic", func(c *config.Config) { c.MetricsAddr = "127.0.0.1:0" })
 	clientCA := certtest.NewCA(t, "Client CA")
 	name := "mtls." + domain
 	r.startAgent(&forward.Tunnel{Name: "mtls", Proto: "tls", Addr: echoServer(t), Domain: name, TerminateAt: "edge", ClientCAsPEM: clientCA.PEM})
@@ -125,15 +119,10 @@ func TestRejectionMetrics(t *testing.T) {
 		t.Fatalf("unsigned webhook: %d, want a refusal", resp.StatusCode)
 	}
 
-	resp, err = http.Get("http://" + r.Srv.MetricsAddr().String() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
+	body := scrapeMetrics(t, r)
 	for _, want := range []string{`ferry_relay_module_rejections_total{module="mutual_tls"} 2`,
 		`ferry_relay_module_rejections_total{module="tls_version"} 1`, `ferry_relay_module_rejections_total{module="webhook"} 1`} {
-		if !strings.Contains(string(body), want) {
+		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
@@ -142,8 +131,7 @@ func TestRejectionMetrics(t *testing.T) {
 // TestHTTPConnMetrics: public HTTP and HTTPS connections are counted, with their bytes
 // once they close.
 func TestHTTPConnMetrics(t *testing.T) {
-	r := &relayEnv{Relay: servertest.Start(t, servertest.Options{Log: testLogger(t),
-		Configure: func(c *config.Config) { c.MetricsAddr = "127.0.0.1:0" }}), t: t, transport: "quic"}
+	r := newRelayConfigured(t, "quic", func(c *config.Config) { c.MetricsAddr = "127.0.0.1:0" })
 	a := r.startAgent(&forward.Tunnel{Name: "web", Proto: "http", Addr: named(t, "web")})
 	for _, scheme := range []string{"http", "https"} {
 		c := r.httpClient(false)
@@ -159,22 +147,17 @@ func TestHTTPConnMetrics(t *testing.T) {
 		`ferry_relay_connections{proto="http"} 0`, `ferry_relay_connections{proto="https"} 0`}
 	deadline := time.Now().Add(5 * time.Second)
 	for {
-		resp, err := http.Get("http://" + r.Srv.MetricsAddr().String() + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		body := scrapeMetrics(t, r)
 		var missing []string
 		for _, w := range want {
-			if !strings.Contains(string(body), w) {
+			if !strings.Contains(body, w) {
 				missing = append(missing, w)
 			}
 		}
 		for _, p := range []string{"http", "https"} {
 			for _, d := range []string{"in", "out"} {
-				if strings.Contains(string(body), fmt.Sprintf(`ferry_relay_bytes_total{direction=%q,proto=%q} 0`, d, p)) ||
-					!strings.Contains(string(body), fmt.Sprintf(`ferry_relay_bytes_total{direction=%q,proto=%q}`, d, p)) {
+				if strings.Contains(body, fmt.Sprintf(`ferry_relay_bytes_total{direction=%q,proto=%q} 0`, d, p)) ||
+					!strings.Contains(body, fmt.Sprintf(`ferry_relay_bytes_total{direction=%q,proto=%q}`, d, p)) {
 					missing = append(missing, "bytes "+p+" "+d)
 				}
 			}
@@ -187,4 +170,19 @@ func TestHTTPConnMetrics(t *testing.T) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// scrapeMetrics reads the relay's /metrics page.
+func scrapeMetrics(t *testing.T, r *relayEnv) string {
+	t.Helper()
+	resp, err := http.Get("http://" + r.Srv.MetricsAddr().String() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(body)
 }

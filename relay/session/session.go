@@ -125,21 +125,31 @@ func (s *Server) Revoke(credentialID string) int {
 	if credentialID == "" {
 		return 0
 	}
-	s.mu.Lock()
-	var hit []*agent
-	for a := range s.agents {
-		if c := a.cred.Load(); c != nil && *c == credentialID {
-			hit = append(hit, a)
-		}
-	}
-	s.mu.Unlock()
+	hit := s.agentsWhere(func(a *agent) bool { c := a.cred.Load(); return c != nil && *c == credentialID })
 	for _, a := range hit {
 		a.log.Info("agent session ended", "reason", "its authtoken was deleted")
-		perr := &protocol.Error{Code: protocol.CodeAuthFailed, Message: "this agent's authtoken was deleted on the relay: create another (`ferry-relay token create`, or POST /credentials) and start the agent with it"}
-		a.send(protocol.TypeError, perr) //nolint:errcheck // best effort before closing
-		a.sess.CloseWithError(perr.Code, perr.Message)
+		a.end(&protocol.Error{Code: protocol.CodeAuthFailed, Message: "this agent's authtoken was deleted on the relay: create another (`ferry-relay token create`, or POST /credentials) and start the agent with it"})
 	}
 	return len(hit)
+}
+
+// agentsWhere returns the connected agents for which keep is true.
+func (s *Server) agentsWhere(keep func(*agent) bool) []*agent {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*agent
+	for a := range s.agents {
+		if keep(a) {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// end tells the agent why the relay ends its session, then ends it.
+func (a *agent) end(perr *protocol.Error) {
+	a.send(protocol.TypeError, perr) //nolint:errcheck // best effort before closing
+	a.sess.CloseWithError(perr.Code, perr.Message)
 }
 
 // Unreserved ends the sessions of the account's agents that hold a tunnel on a name the
@@ -163,20 +173,11 @@ func (s *Server) Unreserved(account, name string) int {
 	if len(gone) == 0 {
 		return 0
 	}
-	s.mu.Lock()
-	var hit []*agent
-	for a := range s.agents {
-		if _, ok := gone[route.Opener(a.sess)]; ok {
-			hit = append(hit, a)
-		}
-	}
-	s.mu.Unlock()
+	hit := s.agentsWhere(func(a *agent) bool { _, ok := gone[route.Opener(a.sess)]; return ok })
 	for _, a := range hit {
 		host := gone[route.Opener(a.sess)]
 		a.log.Info("agent session ended", "reason", "the reservation of a name it serves was deleted", "tunnel", host, "reservation", name)
-		perr := protocol.Errorf(protocol.CodeBindRefused, "tunnel %s went offline: the reservation %s was deleted on the relay; reserve the name again (POST /reserved_domains) or use a name under %s", host, name, s.cfg.Domain)
-		a.send(protocol.TypeError, perr) //nolint:errcheck // best effort before closing
-		a.sess.CloseWithError(perr.Code, perr.Message)
+		a.end(protocol.Errorf(protocol.CodeBindRefused, "tunnel %s went offline: the reservation %s was deleted on the relay; reserve the name again (POST /reserved_domains) or use a name under %s", host, name, s.cfg.Domain))
 	}
 	return len(hit)
 }
@@ -206,16 +207,8 @@ func (s *Server) JoinData(c *tls.Conn) {
 // (to this relay once it is back, or another); their sessions stay up, so connections
 // already flowing finish, until the sessions' context ends.
 func (s *Server) GoAwayAll(reason string) {
-	s.mu.Lock()
-	as := make([]*agent, 0, len(s.agents))
-	for a := range s.agents {
-		as = append(as, a)
-	}
-	s.mu.Unlock()
-	for _, a := range as {
-		if !a.ready.Load() {
-			continue // still in its handshake; it will be closed with the session
-		}
+	// Agents still in their handshake are closed with their sessions.
+	for _, a := range s.agentsWhere(func(a *agent) bool { return a.ready.Load() }) {
 		a.send(protocol.TypeGoAway, &protocol.GoAway{Reason: reason}) //nolint:errcheck // best effort
 	}
 }
@@ -317,8 +310,7 @@ func (s *Server) Serve(ctx context.Context, sess transport.Session) error {
 	switch {
 	case errors.As(err, &perr):
 		a.log.Info("agent session refused", "code", perr.Code, "reason", perr.Message)
-		a.send(protocol.TypeError, perr) //nolint:errcheck // best effort before closing
-		sess.CloseWithError(perr.Code, perr.Message)
+		a.end(perr)
 	case ctx.Err() != nil:
 		a.send(protocol.TypeGoAway, &protocol.GoAway{Reason: "relay shutting down"}) //nolint:errcheck // best effort
 		sess.CloseWithError(protocol.CodeShuttingDown, "relay shutting down")
@@ -462,12 +454,7 @@ func (a *agent) handle(t protocol.MsgType, body []byte) error {
 			return err
 		}
 		if tun := a.tunnels[u.TunnelID]; tun != nil {
-			delete(a.tunnels, u.TunnelID)
-			a.srv.cfg.Table.Remove(tun)
-			a.srv.give(a.account)
-			a.srv.cfg.Observer.TunnelStopped(tun)
-			tun.Log.Info("tunnel stopped")
-			a.srv.portFreed(tun)
+			a.stop(u.TunnelID, tun, "the agent unbound it")
 		}
 		return a.send(protocol.TypeUnbindResp, &protocol.UnbindResp{TunnelID: u.TunnelID})
 	case protocol.TypeHeartbeat:
@@ -497,19 +484,20 @@ func (a *agent) send(t protocol.MsgType, m any) error {
 
 func (a *agent) releaseAll() {
 	for id, t := range a.tunnels {
-		a.srv.cfg.Table.Remove(t)
-		a.srv.give(a.account)
-		a.srv.cfg.Observer.TunnelStopped(t)
-		t.Log.Info("tunnel stopped", "reason", "agent session ended")
-		delete(a.tunnels, id)
-		a.srv.portFreed(t)
+		a.stop(id, t, "agent session ended")
 	}
 }
 
-// portFreed tells the relay a tcp tunnel's port is free again.
-func (s *Server) portFreed(t *route.Tunnel) {
-	if t.Port != 0 && s.cfg.PortFreed != nil {
-		s.cfg.PortFreed(t.Port)
+// stop takes a bound tunnel offline: out of the table, its account slot given back,
+// reported, and its port (tcp) offered to a TCP edge waiting for it.
+func (a *agent) stop(id uint32, t *route.Tunnel, reason string) {
+	delete(a.tunnels, id)
+	a.srv.cfg.Table.Remove(t)
+	a.srv.give(a.account)
+	a.srv.cfg.Observer.TunnelStopped(t)
+	t.Log.Info("tunnel stopped", "reason", reason)
+	if t.Port != 0 && a.srv.cfg.PortFreed != nil {
+		a.srv.cfg.PortFreed(t.Port)
 	}
 }
 
@@ -692,31 +680,19 @@ func (a *agent) bindHost(b *protocol.Bind, t *route.Tunnel, prepare func() error
 				"--domain %s is served by an edge, which would take all its traffic: run a labeled tunnel (ferry tunnel --label ...) that the edge's backend selects, or remove the edge", name)
 		}
 		t.Host = name
-		a.initTunnel(t)
-		if err := prepare(); err != nil {
-			unprepare(t)
+		if added, err := a.addHost(t, prepare); err != nil || added {
 			return err
 		}
-		if err := cfg.Table.AddHost(name, t); err != nil {
-			unprepare(t)
-			return protocol.Errorf(protocol.CodeBindConflict, "%s is already bound by another agent: choose another --domain, or stop the other agent", name)
-		}
-		return nil
+		return protocol.Errorf(protocol.CodeBindConflict, "%s is already bound by another agent: choose another --domain, or stop the other agent", name)
 	}
 	for range 10 {
 		t.Host = randomName(8) + "." + cfg.Domain
 		if ix.CanBind(a.account, t.Host) != nil {
 			continue // reserved by another account
 		}
-		a.initTunnel(t)
-		if err := prepare(); err != nil {
-			unprepare(t)
+		if added, err := a.addHost(t, prepare); err != nil || added {
 			return err
 		}
-		if cfg.Table.AddHost(t.Host, t) == nil {
-			return nil
-		}
-		unprepare(t)
 	}
 	return protocol.Errorf(protocol.CodeInternal, "could not find a free random name")
 }
@@ -794,13 +770,20 @@ func (a *agent) bindLabeled(t *route.Tunnel) error {
 	return nil
 }
 
-// unprepare releases what a bind's prepare made for a tunnel that did not go online.
-func unprepare(t *route.Tunnel) {
+// addHost prepares t for its chosen t.Host and puts it in the table; false when another
+// tunnel holds the name. What prepare made is released unless t went online.
+func (a *agent) addHost(t *route.Tunnel, prepare func() error) (bool, error) {
+	a.initTunnel(t)
+	err := prepare()
+	if err == nil && a.srv.cfg.Table.AddHost(t.Host, t) == nil {
+		return true, nil
+	}
 	if t.OnClose != nil {
 		t.OnClose()
 		t.OnClose = nil
 	}
 	t.Handler = nil
+	return false, err
 }
 
 func (a *agent) initTunnel(t *route.Tunnel) {

@@ -161,9 +161,17 @@ func (v *Verifier) failStatus() int {
 // verifies the request, and answers a failure itself with a short plain-text reason
 // and the header "Ferry-Error: 403 Webhook verification failed". On success next sees
 // the request with its body restored.
-func (v *Verifier) Middleware(next http.Handler) http.Handler {
+func (v *Verifier) Middleware(next http.Handler) http.Handler { return v.Guard(next, nil) }
+
+// Guard is Middleware that also calls refused, when not nil, for each request it answers
+// itself instead of passing it on (the relay counts these).
+func (v *Verifier) Guard(next http.Handler, refused func()) http.Handler {
+	if refused == nil {
+		refused = func() {}
+	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.ContentLength > v.maxBody {
+			refused()
 			v.tooLarge(w)
 			return
 		}
@@ -173,6 +181,7 @@ func (v *Verifier) Middleware(next http.Handler) http.Handler {
 			body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, v.maxBody))
 			if err != nil {
 				var tooBig *http.MaxBytesError
+				refused()
 				if errors.As(err, &tooBig) {
 					v.tooLarge(w)
 					return
@@ -182,6 +191,7 @@ func (v *Verifier) Middleware(next http.Handler) http.Handler {
 			}
 		}
 		if err := v.Verify(r, body); err != nil {
+			refused()
 			plainError(w, v.failStatus(), "Webhook verification failed", "webhook verification failed: "+err.Error())
 			return
 		}
