@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/textproto"
 	"sync"
 	"time"
 )
@@ -162,8 +164,8 @@ func (t *AffineTransport) roundTrip(s *connSlot, req *http.Request) (*http.Respo
 	}
 }
 
-// readAnswer writes req on the slot's stream and reads the answer's head, skipping
-// interim (1xx) answers other than 101.
+// readAnswer writes req on the slot's stream and reads the answer's head, passing
+// interim (1xx) answers other than 100 and 101 on to the request's trace.
 func readAnswer(s *connSlot, req *http.Request) (*http.Response, error) {
 	if err := req.Write(s.bw); err != nil {
 		return nil, err
@@ -171,7 +173,8 @@ func readAnswer(s *connSlot, req *http.Request) (*http.Response, error) {
 	if err := s.bw.Flush(); err != nil {
 		return nil, err
 	}
-	for {
+	trace := httptrace.ContextClientTrace(req.Context())
+	for interim := 0; ; interim++ {
 		resp, err := http.ReadResponse(s.br, req)
 		if err != nil {
 			return nil, err
@@ -179,8 +182,21 @@ func readAnswer(s *connSlot, req *http.Request) (*http.Response, error) {
 		if resp.StatusCode >= 200 || resp.StatusCode == http.StatusSwitchingProtocols {
 			return resp, nil
 		}
+		// An interim answer (103 Early Hints, 102): passed on to the client through the
+		// trace ReverseProxy installs, as http.Transport does, and capped like there.
+		if interim == maxInterim {
+			return nil, errors.New("transport: too many 1xx answers")
+		}
+		if resp.StatusCode != http.StatusContinue && trace != nil && trace.Got1xxResponse != nil {
+			if err := trace.Got1xxResponse(resp.StatusCode, textproto.MIMEHeader(resp.Header)); err != nil {
+				return nil, err
+			}
+		}
 	}
 }
+
+// maxInterim is how many 1xx answers one request may get (http.Transport allows 5).
+const maxInterim = 5
 
 func idempotent(method string) bool {
 	switch method {

@@ -2,11 +2,15 @@ package transport
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
 	"net/http/httputil"
+	"net/textproto"
 	"net/url"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -206,5 +210,40 @@ func TestAffineIdleSlotLetsGo(t *testing.T) {
 	}
 	if n := slot.conns.Load(); n != 2 {
 		t.Fatalf("%d streams opened, want 2 (one before the pause, one after)", n)
+	}
+}
+
+// TestAffinePassesEarlyHints: a 103 the upstream sends before the answer to a bodiless
+// request (which takes the slot path) reaches the client, as through the pool.
+func TestAffinePassesEarlyHints(t *testing.T) {
+	hints := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Link", "</app.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		io.WriteString(w, "ok")
+	}
+	slot, pool := newCountingUpstream(t, hints), newCountingUpstream(t, hints)
+	front := affineFront(t, slot, pool)
+	var got []string
+	trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+		got = append(got, fmt.Sprintf("%d %s", code, h.Get("Link")))
+		return nil
+	}}
+	req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "GET", front+"/", nil)
+	client := &http.Client{Timeout: 10 * time.Second}
+	defer client.CloseIdleConnections()
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 || string(body) != "ok" {
+		t.Fatalf("answer %d %q", resp.StatusCode, body)
+	}
+	if want := []string{"103 </app.css>; rel=preload"}; !slices.Equal(got, want) {
+		t.Fatalf("interim answers %q, want %q", got, want)
+	}
+	if slot.conns.Load() != 1 || pool.conns.Load() != 0 {
+		t.Fatalf("slot conns %d, pool conns %d: the request did not take the slot path", slot.conns.Load(), pool.conns.Load())
 	}
 }

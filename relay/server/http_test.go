@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bufio"
+	"context"
 	"crypto/tls"
 	"encoding/json"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/http/httptrace"
+	"net/textproto"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -338,4 +340,48 @@ func TestHTTPKeepAliveMixedRequests(t *testing.T) {
 			})
 		}
 	})
+}
+
+// TestHTTPEarlyHints: a 103 Early Hints from the upstream reaches the public client
+// before the answer, with the agent copying bytes and with it inspecting.
+func TestHTTPEarlyHints(t *testing.T) {
+	r := newRelayTransport(t, "tcp")
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("Link", "</app.css>; rel=preload")
+		w.WriteHeader(http.StatusEarlyHints)
+		io.WriteString(w, "page") //nolint:errcheck
+	}))
+	defer up.Close()
+	for _, inspected := range []bool{false, true} {
+		t.Run(fmt.Sprintf("inspect=%v", inspected), func(t *testing.T) {
+			var store *inspect.Store
+			if inspected {
+				store = inspect.NewStore()
+			}
+			a := r.startAgent(&forward.Tunnel{Name: "hints", Proto: "http", Addr: up.Listener.Addr().String(), Inspect: inspected, Store: store})
+			defer a.stop(t)
+			for _, scheme := range []string{"http", "https"} {
+				var hints []string
+				trace := &httptrace.ClientTrace{Got1xxResponse: func(code int, h textproto.MIMEHeader) error {
+					hints = append(hints, fmt.Sprintf("%d %s", code, h.Get("Link")))
+					return nil
+				}}
+				req, _ := http.NewRequestWithContext(httptrace.WithClientTrace(context.Background(), trace), "GET", a.url(t, scheme)+"/", nil)
+				c := r.httpClient(false)
+				resp, err := c.Do(req)
+				if err != nil {
+					t.Fatalf("%s: %v", scheme, err)
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				c.CloseIdleConnections()
+				if resp.StatusCode != 200 || string(body) != "page" {
+					t.Fatalf("%s: %d %q", scheme, resp.StatusCode, body)
+				}
+				if len(hints) != 1 || hints[0] != "103 </app.css>; rel=preload" {
+					t.Fatalf("%s: interim answers %q, want one 103 with its Link", scheme, hints)
+				}
+			}
+		})
+	}
 }
