@@ -14,7 +14,6 @@ import (
 	"net"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -391,7 +390,7 @@ func (e *Edge) join(c net.Conn, st transport.Stream, t *route.Tunnel) {
 	if len(t.URLs) > 0 {
 		url = t.URLs[0]
 	}
-	done := e.cfg.Observer.Conn(t.Proto, t.AccountID, strconv.FormatUint(uint64(t.ID), 10), url, c.RemoteAddr().String(), t.Host)
+	done := e.cfg.Observer.Conn(t.Proto, t.AccountID, t.PublicID, url, c.RemoteAddr().String(), t.Host)
 	in, out := transport.Join(c, st)
 	done(in, out)
 	t.Log.Debug("connection closed", "remote", c.RemoteAddr(), "bytes_in", in, "bytes_out", out)

@@ -112,7 +112,7 @@ func (e *Edge) NewHTTPHandler(t *route.Tunnel) (http.Handler, func()) {
 		}
 		return ""
 	}
-	return e.cfg.Observer.HTTP(t.AccountID, strconv.FormatUint(uint64(t.ID), 10), url, m.Wrap(proxy)), tr.CloseIdleConnections
+	return e.cfg.Observer.HTTP(t.AccountID, t.PublicID, url, m.Wrap(proxy)), tr.CloseIdleConnections
 }
 
 // ProxyConfig configures a reverse proxy to agents.

@@ -3,7 +3,6 @@ package route
 import (
 	"net"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/ferrytunnel/ferry/relay/events"
@@ -51,7 +50,7 @@ func (o *Observer) TunnelStopped(t *Tunnel) {
 }
 
 func tunnelFields(t *Tunnel) map[string]any {
-	f := map[string]any{events.FieldTunnelID: strconv.FormatUint(uint64(t.ID), 10), events.FieldName: t.Name, events.FieldProto: t.Proto}
+	f := map[string]any{events.FieldTunnelID: t.PublicID, events.FieldName: t.Name, events.FieldProto: t.Proto}
 	if len(t.URLs) > 0 {
 		f[events.FieldURL] = t.URLs[0]
 	}

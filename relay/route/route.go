@@ -30,8 +30,11 @@ type Opener interface {
 
 // Tunnel is one bound tunnel on the relay.
 type Tunnel struct {
-	// ID is the agent's tunnel id, echoed in every stream header.
+	// ID is the agent's tunnel id, echoed in every stream header (unique per session only).
 	ID uint32
+	// PublicID ("tn_…") is unique across sessions, relays and restarts: events and the
+	// API name the tunnel by it.
+	PublicID string
 	// Name is the agent's name for the tunnel (for logs).
 	Name string
 	// Proto is http, tcp or tls.

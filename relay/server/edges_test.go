@@ -51,6 +51,11 @@ func TestHTTPSEdge(t *testing.T) {
 	if n := len(group["tunnels"].([]any)); n != 2 {
 		t.Errorf("tunnel group shows %d online tunnels, want 2", n)
 	}
+	for _, tun := range group["tunnels"].([]any) {
+		if id, _ := tun.(map[string]any)["id"].(string); !strings.HasPrefix(id, "tn_") {
+			t.Errorf("tunnel group member %v has no tn_ id", tun)
+		}
+	}
 	fixed := c.must(201, "POST", "/backends/http_response", map[string]any{"status_code": 418, "body": "teapot", "headers": map[string]string{"X-Fixed": "1"}})
 	edge := c.must(201, "POST", "/edges/https", map[string]any{"hostports": []string{"shop.edges.test:443"},
 		"routes": []map[string]any{

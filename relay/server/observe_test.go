@@ -70,13 +70,15 @@ func TestEventsAndMetrics(t *testing.T) {
 	}
 	echoOnce(conn, "hello") //nolint:errcheck
 	conn.Close()
+	// A second agent: its first tunnel has the same id within its session as "web".
+	r.startAgent(&forward.Tunnel{Name: "other", Proto: "http", Addr: up.Listener.Addr().String()})
 
 	waitFor(t, "events delivered", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
-		seen := map[string]bool{}
+		seen := map[string]int{}
 		for _, rec := range got {
-			seen[rec.EventType] = true
+			seen[rec.EventType]++
 			if rec.EventType == "http_request_complete" && rec.Object["path"] != "/observed" {
 				t.Errorf("http_request_complete object = %v, want path /observed", rec.Object)
 			}
@@ -84,11 +86,30 @@ func TestEventsAndMetrics(t *testing.T) {
 				t.Errorf("event for account %s, want %s", rec.AccountID, r.Account)
 			}
 		}
-		return seen["tunnel_started"] && seen["http_request_complete"] && seen["tcp_connection_closed"]
+		return seen["tunnel_started"] == 3 && seen["http_request_complete"] > 0 && seen["tcp_connection_closed"] > 0
 	})
+	// tunnel_id names one tunnel across sessions, and traffic events name the same one.
+	mu.Lock()
+	ids := map[string]string{} // tunnel name → tunnel_id
+	for _, rec := range got {
+		if rec.EventType == "tunnel_started" {
+			id, _ := rec.Object["tunnel_id"].(string)
+			if !strings.HasPrefix(id, "tn_") || ids[id] != "" {
+				t.Errorf("tunnel_started %v: tunnel_id %q is not a fresh tn_ id", rec.Object, id)
+			}
+			ids[id] = rec.Object["name"].(string)
+		}
+	}
+	for _, rec := range got {
+		want := map[string]string{"http_request_complete": "web", "tcp_connection_closed": "echo"}[rec.EventType]
+		if id, _ := rec.Object["tunnel_id"].(string); want != "" && ids[id] != want {
+			t.Errorf("%s names tunnel_id %q (tunnel %q), want %s's", rec.EventType, id, ids[id], want)
+		}
+	}
+	mu.Unlock()
 
 	body := scrapeMetrics(t, r)
-	for _, want := range []string{`ferry_relay_sessions{transport="quic"} 1`, `ferry_relay_tunnels{proto="http"} 1`,
+	for _, want := range []string{`ferry_relay_sessions{transport="quic"} 2`, `ferry_relay_tunnels{proto="http"} 2`,
 		`ferry_relay_http_request_duration_seconds_count{code_class="2xx"} 1`, `ferry_relay_connections_total{proto="tcp"} 1`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("/metrics lacks %q", want)

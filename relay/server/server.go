@@ -639,7 +639,7 @@ func (s *Server) newAPIServer(ports config.PortRange, tcpHost string) *http.Serv
 		Tunnels: func(account string, labels map[string]string) []map[string]any {
 			out := []map[string]any{}
 			for _, t := range s.table.Group(account, labels) {
-				out = append(out, map[string]any{"name": t.Name, "labels": t.Labels})
+				out = append(out, map[string]any{"id": t.PublicID, "name": t.Name, "labels": t.Labels})
 			}
 			return out
 		},

@@ -30,6 +30,7 @@ import (
 	"github.com/ferrytunnel/ferry/relay/reserve"
 	"github.com/ferrytunnel/ferry/relay/route"
 	"github.com/ferrytunnel/ferry/relay/sni"
+	"github.com/ferrytunnel/ferry/relay/store"
 )
 
 // HandshakeTimeout bounds Hello and Auth: an agent that says nothing is dropped.
@@ -524,7 +525,7 @@ func (a *agent) bind(b *protocol.Bind) *protocol.BindResp {
 			a.srv.give(a.account)
 		}
 	}()
-	t := &route.Tunnel{ID: b.TunnelID, Name: b.Name, Proto: b.Proto, TerminateAt: b.TerminateAt, Session: a.sess,
+	t := &route.Tunnel{ID: b.TunnelID, PublicID: store.NewID("tn"), Name: b.Name, Proto: b.Proto, TerminateAt: b.TerminateAt, Session: a.sess,
 		AccountID: a.account, Labels: b.Labels, Streams: a.srv.streamLimit(a.account)}
 	var err error
 	if t.IPPolicy, err = module.NewIPPolicy(b.CIDRAllow, b.CIDRDeny); err != nil {
