@@ -5,7 +5,7 @@ LDFLAGS   := -s -w -X main.version=$(VERSION)
 BIN       := bin
 STATICCHECK_VERSION := v0.8.2
 
-.PHONY: all build test test-race test-postgres test-long fuzz lint e2e tui-test inspect-ui demo bench bench-short clean
+.PHONY: all build test test-race test-postgres test-long fuzz lint e2e tui-test inspect-ui demo bench bench-short bench-frp clean
 
 all: build
 
@@ -71,6 +71,12 @@ bench: build
 # A short benchmark run: proves the harness works (CI), figures are not meaningful.
 bench-short: build
 	$(GO) run ./scripts/bench --short
+
+# The full run with frp (built from source through the Go module proxy, cached) measured
+# beside ferry in the same table, over frp's tcp and quic transports.
+bench-frp: build
+	bash scripts/bench/peer-frp.sh build
+	$(GO) run ./scripts/bench --peer 'frp-tcp=bash scripts/bench/peer-frp.sh tcp' --peer 'frp-quic=bash scripts/bench/peer-frp.sh quic'
 
 clean:
 	rm -rf $(BIN) .demo

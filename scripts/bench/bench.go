@@ -204,15 +204,10 @@ func (b *bench) startRelay(name string) error {
 		{&r.quicAddr, "agents (QUIC):"}, {&r.tlsAddr, "public TLS:"}, {&r.httpAddr, "public HTTP:"},
 	}
 	for _, f := range fields {
-		if *f.dst, err = c.waitLine(b.ctx, startTimeout, "its "+f.prefix+" line", func(l string) string {
-			v, ok := strings.CutPrefix(strings.TrimSpace(l), f.prefix)
-			if !ok {
-				return ""
-			}
-			return strings.TrimSuffix(strings.TrimSpace(v), "/udp")
-		}); err != nil {
+		if *f.dst, err = c.waitLine(b.ctx, startTimeout, "its "+f.prefix+" line", lineValue(f.prefix)); err != nil {
 			return err
 		}
+		*f.dst = strings.TrimSuffix(*f.dst, "/udp")
 	}
 	if r.pprof, err = waitPprof(b.ctx, c); err != nil {
 		return err

@@ -15,7 +15,6 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
@@ -90,13 +89,7 @@ func (b *bench) startFloor(kind, upstream string) (addr string, stop func(), err
 			return "", nil, err
 		}
 		children = append(children, c)
-		target, err = c.waitLine(b.ctx, startTimeout, "its address", func(l string) string {
-			v, ok := strings.CutPrefix(strings.TrimSpace(l), floorReadyPrefix)
-			if !ok {
-				return ""
-			}
-			return v
-		})
+		target, err = c.waitLine(b.ctx, startTimeout, "its address", lineValue(floorReadyPrefix))
 		if err != nil {
 			stop()
 			return "", nil, err

@@ -32,6 +32,9 @@
 // environment (the upstream's TCP port); CMD starts another tunnel tool forwarding to it
 // and prints a line BENCH_PUBLIC_TCP=HOST:PORT (a loopback address) when ready. The bulk,
 // connection-rate and latency rows then run through it too, as rows with transport NAME.
+// A peer that also forwards HTTP to BENCH_UPSTREAM_HTTP (the upstream's HTTP server)
+// prints BENCH_PUBLIC_HTTP=URL before that line, and the HTTP requests/s row runs through
+// it too. scripts/bench/peer-frp.sh is such a command for frp.
 package main
 
 import (

@@ -7,11 +7,18 @@
 #
 # Usage: peer-frp.sh [tcp|quic|build]. tcp and quic are frp's transport.protocol between
 # frpc and frps (default tcp). The script runs frps and frpc on loopback with one tcp
-# proxy to $BENCH_UPSTREAM_TCP, checks that a connection through it reaches the upstream
-# (the bench upstream's one-byte echo), prints BENCH_PUBLIC_TCP=127.0.0.1:PORT on stdout
+# proxy to $BENCH_UPSTREAM_TCP and, when $BENCH_UPSTREAM_HTTP is set, one http proxy to it
+# on frps's vhost HTTP port (custom domain 127.0.0.1). It checks that a connection through
+# each reaches the upstream, prints BENCH_PUBLIC_HTTP=http://127.0.0.1:PORT (if any) and
+# BENCH_PUBLIC_TCP=127.0.0.1:PORT on stdout,
 # and stays in the foreground until SIGINT/SIGTERM/SIGHUP (the bench sends SIGINT to the
-# process group), then stops frps and frpc and removes its temp dir. Everything else goes
-# to stderr. Otherwise frp's defaults apply (tcpMux on: yamux over the tcp transport).
+# process group), then stops frps and frpc and removes its temp dir. Otherwise frp's
+# defaults apply (tcpMux on: yamux over the tcp transport).
+#
+# Output: stdout has only the BENCH_PUBLIC_* lines; messages go to stderr. When both are
+# one pipe (as under the bench), nothing else is printed before those lines: build output
+# is kept in a file (shown if the build fails), frps's and frpc's logs (level warn) always
+# are (their last lines are shown if either fails).
 #
 # frps and frpc are built from source fetched through the Go module proxy (frp's go.mod has
 # a replace directive, so `go install frp/cmd/...@v` is refused, and its web dashboards'
@@ -30,6 +37,9 @@ die() {
 	exit 1
 }
 log() { echo "peer-frp: $*" >&2; }
+# quiet: stdout and stderr are one pipe (as under the bench): say nothing before the address.
+quiet=''
+[[ -p /dev/stdout && /dev/stdout -ef /dev/stderr ]] && quiet=1
 
 mode=${1:-tcp}
 case $mode in
@@ -68,7 +78,7 @@ trap 'exit 129' HUP
 
 # ---- frps and frpc: resolve the version, build once, cache ------------------------------
 
-# go runs the go command in the temp dir, outside any module or workspace of the caller.
+# gocmd runs the go command in the temp dir, outside any module or workspace of the caller.
 gocmd() { (cd "$tmp" && GOWORK=off GO111MODULE=on go "$@"); }
 
 # module_dir downloads frp@$1 into the module cache and prints its directory.
@@ -101,7 +111,13 @@ resolve_version() {
 # build_frp builds frps and frpc of version $1 into $2 (atomically: a temp dir, then mv).
 build_frp() {
 	local v=$1 dest=$2 dir src out b tags
-	log "building frp $v from source (first run only, about a minute) into $dest"
+	# Under the bench, the build's output waits in a file: see "Output" above.
+	local to=/dev/stderr
+	if [[ -n $quiet && $mode != build ]]; then
+		to=$tmp/build.log
+	else
+		log "building frp $v from source (first run only, about a minute) into $dest"
+	fi
 	dir=$(module_dir "$v") || dir=''
 	[[ -n $dir ]] || die "go mod download $module@$v failed: $(gocmd mod download -json "$module@$v" 2>&1 | grep -m1 Error || true)"
 	# The module cache is read-only: build in a writable copy.
@@ -123,7 +139,8 @@ build_frp() {
 			fi
 		fi
 		if ! (cd "$src" && CGO_ENABLED=0 GOWORK=off GOFLAGS=-mod=mod go build -trimpath -ldflags '-s -w' \
-			-tags "$tags" -o "$out/$b" "./cmd/$b") >&2; then
+			-tags "$tags" -o "$out/$b" "./cmd/$b") >>"$to" 2>&1; then
+			[[ $to == /dev/stderr ]] || tail -n 30 "$to" >&2
 			die "go build of $b ($module@$v, tags $tags) failed"
 		fi
 	done
@@ -132,10 +149,12 @@ build_frp() {
 	mv -T "$out" "$dest" 2>/dev/null || rm -rf "$out"
 	build_out=''
 	rm -rf "$src"
-	log "frp $v: $("$dest/frps" --version) built"
+	built="built frp $v ($("$dest/frps" --version)) into $dest"
+	[[ -n $quiet && $mode != build ]] || log "$built"
 }
 
 mkdir -p "$cache_root"
+built=''
 version=$(resolve_version)
 bin=$cache_root/frp-$version
 if [[ ! -x $bin/frps || ! -x $bin/frpc ]]; then
@@ -182,12 +201,16 @@ free_port() {
 bind_port=$(free_port)
 quic_port=$(free_port)
 remote_port=$(free_port)
+vhost_port=$(free_port)
+http_upstream=${BENCH_UPSTREAM_HTTP:-}
+[[ -z $http_upstream || $http_upstream == *:* ]] || die "BENCH_UPSTREAM_HTTP=$http_upstream: want HOST:PORT"
 token=$(od -An -tx1 -N16 /dev/urandom | tr -d ' \n')
 
 cat >"$tmp/frps.toml" <<EOF
 bindAddr = "127.0.0.1"
 bindPort = $bind_port
 $([[ $mode == quic ]] && echo "quicBindPort = $quic_port")
+$([[ -n $http_upstream ]] && echo "vhostHTTPPort = $vhost_port")
 auth.token = "$token"
 log.to = "console"
 log.level = "warn"
@@ -212,28 +235,51 @@ localIP = "$up_host"
 localPort = $up_port
 remotePort = $remote_port
 EOF
+if [[ -n $http_upstream ]]; then
+	h_host=${http_upstream%:*} h_port=${http_upstream##*:}
+	cat >>"$tmp/frpc.toml" <<EOF
 
-# frps and frpc log to their stdout: send it to stderr. With setpriv they get SIGKILL if
-# this script is killed outright (SIGKILL), so nothing is left behind even then.
+[[proxies]]
+name = "bench-http"
+type = "http"
+localIP = "$h_host"
+localPort = $h_port
+customDomains = ["127.0.0.1"]
+EOF
+fi
+
+# run starts $1 (frps or frpc) in the background, its output (logs on the console) to
+# $tmp/$1.log. With setpriv it gets SIGKILL if this script is killed outright (SIGKILL),
+# so nothing is left behind even then.
 run() {
+	local name=$1
+	shift
 	if command -v setpriv >/dev/null; then
-		setpriv --pdeathsig KILL -- "$@" >&2 &
+		setpriv --pdeathsig KILL -- "$@" >"$tmp/$name.log" 2>&1 &
 	else
-		"$@" >&2 &
+		"$@" >"$tmp/$name.log" 2>&1 &
 	fi
 }
 alive() { kill -0 "$1" 2>/dev/null; }
+# fail shows the last lines of frps's and frpc's logs, then dies with $*.
+fail() {
+	local f
+	for f in "$tmp"/frps.log "$tmp"/frpc.log; do
+		[[ -s $f ]] && sed "s|^|$(basename "$f" .log): |" <(tail -n 10 "$f") >&2
+	done
+	die "$@"
+}
 
-run "$bin/frps" -c "$tmp/frps.toml"
+run frps "$bin/frps" -c "$tmp/frps.toml"
 frps_pid=$!
 # frpc gives up if its first login fails: start it once frps listens.
 deadline=$((SECONDS + 15))
 until port_bound "$server_port" "$([[ $mode == quic ]] && echo udp || echo tcp)"; do
-	alive "$frps_pid" || die "frps exited before it listened on 127.0.0.1:$server_port ($mode)"
-	((SECONDS < deadline)) || die "frps did not listen on 127.0.0.1:$server_port ($mode) within 15 s"
+	alive "$frps_pid" || fail "frps exited before it listened on 127.0.0.1:$server_port ($mode)"
+	((SECONDS < deadline)) || fail "frps did not listen on 127.0.0.1:$server_port ($mode) within 15 s"
 	sleep 0.1
 done
-run "$bin/frpc" -c "$tmp/frpc.toml"
+run frpc "$bin/frpc" -c "$tmp/frpc.toml"
 frpc_pid=$!
 
 # echo_ok connects to the public port and expects the bench upstream's echo ('E' selects
@@ -245,22 +291,34 @@ echo_ok() {
 		IFS= read -r -t 2 -n 1 -u 3 c && [[ $c == x ]]
 	) 2>/dev/null
 }
+# http_ok asks frps's vhost port for the upstream's /1k page (Host 127.0.0.1, the proxy's
+# custom domain) and expects 200: proof that the http proxy reaches the upstream.
+http_ok() {
+	[[ -z $http_upstream ]] && return 0
+	(
+		exec 3<>"/dev/tcp/127.0.0.1/$vhost_port" || exit 1
+		printf 'GET /1k HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
+		IFS= read -r -t 2 -u 3 status && [[ $status == "HTTP/1."?" 200"* ]]
+	) 2>/dev/null
+}
 deadline=$((SECONDS + 20))
-until echo_ok; do
-	alive "$frps_pid" || die "frps exited"
-	alive "$frpc_pid" || die "frpc exited (could it log in to frps on 127.0.0.1:$server_port over $mode?)"
-	((SECONDS < deadline)) || die "no echo from the upstream $upstream through 127.0.0.1:$remote_port within 20 s"
+until echo_ok && http_ok; do
+	alive "$frps_pid" || fail "frps exited"
+	alive "$frpc_pid" || fail "frpc exited (could it log in to frps on 127.0.0.1:$server_port over $mode?)"
+	((SECONDS < deadline)) || fail "no echo from $upstream through 127.0.0.1:$remote_port, or no 200 from $http_upstream through 127.0.0.1:$vhost_port, within 20 s"
 	sleep 0.2
 done
-log "frp $version ($mode): 127.0.0.1:$remote_port -> $upstream"
+[[ -z $http_upstream ]] || echo "BENCH_PUBLIC_HTTP=http://127.0.0.1:$vhost_port"
 echo "BENCH_PUBLIC_TCP=127.0.0.1:$remote_port"
+[[ -z $built ]] || log "$built"
+log "frp $version ($mode): 127.0.0.1:$remote_port -> $upstream; frps and frpc log to $tmp"
 
 # Stay until a signal (the traps exit and cleanup runs), frps or frpc dies, or the parent
 # goes away (this shell orphaned: its parent pid changes).
 ppid0=$PPID
 while :; do
-	alive "$frps_pid" || die "frps exited"
-	alive "$frpc_pid" || die "frpc exited"
+	alive "$frps_pid" || fail "frps exited"
+	alive "$frpc_pid" || fail "frpc exited"
 	read -r _ _ _ ppid _ </proc/$$/stat
 	[[ $ppid == "$ppid0" ]] || die "parent $ppid0 is gone; stopping"
 	sleep 1 &

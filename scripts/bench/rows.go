@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/url"
 	"strings"
 	"time"
 )
@@ -95,7 +96,7 @@ func (b *bench) transportRows(transport string) {
 	if raw, err := b.startAgent("http", transport, "--inspect=false"); err != nil {
 		b.add(measure{metric: "start agent (http tunnel, --inspect=false)", transport: transport, err: err})
 	} else {
-		b.rpsRow(transport, raw, "agent --inspect=false", nil)
+		b.rpsRow(transport, b.httpTunnelURL(raw), "agent --inspect=false", nil)
 		b.stopChild(raw.child)
 	}
 	b.connRateRow(path)
@@ -247,13 +248,17 @@ func (u *usageMeter) end(bytes int64) error {
 	return nil
 }
 
-// rpsRow measures small HTTP requests per second through a's tunnel against direct, and
-// returns the rate function for other rows.
-func (b *bench) rpsRow(transport string, a *agentProc, note string, goal *target) func(string) func() (float64, error) {
-	tunnel := a.public
+// httpTunnelURL is the URL of a's http tunnel on the edge --http-edge picks.
+func (b *bench) httpTunnelURL(a *agentProc) string {
 	if b.opts.httpEdge == "http" {
-		tunnel = a.plain
+		return a.plain
 	}
+	return a.public
+}
+
+// rpsRow measures small HTTP requests per second through a tunnel's URL against direct,
+// and returns the rate function for other rows.
+func (b *bench) rpsRow(transport, tunnel, note string, goal *target) func(string) func() (float64, error) {
 	scheme, _, _ := strings.Cut(tunnel, "://")
 	rate := func(base string) func() (float64, error) {
 		return func() (float64, error) {
@@ -272,10 +277,7 @@ func (b *bench) rpsRow(transport string, a *agentProc, note string, goal *target
 // httpRows measures bulk HTTP and small requests/s through the http tunnel.
 func (b *bench) httpRows(transport string, a *agentProc) {
 	direct := "http://" + b.up.httpAddr()
-	tunnel := a.public
-	if b.opts.httpEdge == "http" {
-		tunnel = a.plain
-	}
+	tunnel := b.httpTunnelURL(a)
 	scheme, _, _ := strings.Cut(tunnel, "://")
 	n := b.size.bulk
 	bulk := func(base string) func() (float64, error) {
@@ -289,7 +291,7 @@ func (b *bench) httpRows(transport string, a *agentProc) {
 	b.pair(measure{metric: fmt.Sprintf("bulk HTTP/1.1, 1 conn (POST %s, then GET %s; %s edge)", sizeText(n), sizeText(n), scheme),
 		transport: transport, unit: "MiB/s", compare: compareRatio}, bulk(direct), bulk(tunnel))
 
-	rate := b.rpsRow(transport, a, "inspection on", atLeastRatio(0.5))
+	rate := b.rpsRow(transport, tunnel, "inspection on", atLeastRatio(0.5))
 
 	// The floor of any two-hop HTTP path: the same requests through the bare TLS chain,
 	// whose hops only copy bytes (no HTTP parsing, one TLS leg instead of Ferry's two).
@@ -551,7 +553,8 @@ func (b *bench) churnRows(transport string, a *agentProc) {
 
 // ---- peers ---------------------------------------------------------------------------------
 
-// runPeer starts another tunnel tool and runs the tcp-tunnel rows through it.
+// runPeer starts another tunnel tool and runs the tcp-tunnel rows through it, and the
+// HTTP requests/s row when it offers an HTTP URL too.
 func (b *bench) runPeer(p peer) {
 	if b.ctx.Err() != nil {
 		return
@@ -564,25 +567,42 @@ func (b *bench) runPeer(p peer) {
 	}
 	path := tcpPath{transport: p.name, addr: addr}
 	b.bulkRows(path)
+	if u, err := peerHTTP(c); err != nil {
+		b.add(measure{metric: "HTTP req/s", transport: p.name, err: err})
+	} else if u != "" {
+		b.rpsRow(p.name, u, "the peer's own settings", nil)
+	}
 	b.connRateRow(path)
 	b.latencyRows(path)
 	b.stopChild(c)
+}
+
+// peerHTTP returns the URL a peer printed as BENCH_PUBLIC_HTTP (before its
+// BENCH_PUBLIC_TCP line), or "" if it printed none.
+func peerHTTP(c *child) (string, error) {
+	v, _ := c.out.find(lineValue("BENCH_PUBLIC_HTTP="))
+	if v == "" {
+		return "", nil
+	}
+	u, err := url.Parse(v)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return "", fmt.Errorf("BENCH_PUBLIC_HTTP=%s: want an http:// or https:// URL", v)
+	}
+	return strings.TrimSuffix(v, "/"), nil
 }
 
 // startPeer runs a peer's command and waits for its public address, then for an echo
 // through it.
 func (b *bench) startPeer(p peer) (*child, string, error) {
 	// A peer's command may exit once its daemons run; its tunnel's failures show in the rows.
-	c, err := startChild(p.name, "/bin/sh", []string{"-c", p.cmd}, []string{"BENCH_UPSTREAM_TCP=" + b.up.tcpAddr()}, b.exited)
+	c, err := startChild(p.name, "/bin/sh", []string{"-c", p.cmd},
+		[]string{"BENCH_UPSTREAM_TCP=" + b.up.tcpAddr(), "BENCH_UPSTREAM_HTTP=" + b.up.httpAddr()}, b.exited)
 	if err != nil {
 		return nil, "", err
 	}
 	b.children = append(b.children, c)
 	b.clean.add(func() { b.stopChild(c) })
-	v, err := c.waitLine(b.ctx, startTimeout, "BENCH_PUBLIC_TCP=HOST:PORT", func(l string) string {
-		v, _ := strings.CutPrefix(strings.TrimSpace(l), "BENCH_PUBLIC_TCP=")
-		return v
-	})
+	v, err := c.waitLine(b.ctx, startTimeout, "BENCH_PUBLIC_TCP=HOST:PORT", lineValue("BENCH_PUBLIC_TCP="))
 	if err != nil {
 		return c, "", err
 	}
@@ -616,6 +636,18 @@ func (b *bench) startPeer(p peer) (*child, string, error) {
 }
 
 // ---- small helpers -----------------------------------------------------------------------
+
+// lineValue matches output lines that start with prefix and returns what follows it;
+// other lines (a peer's own messages) give "".
+func lineValue(prefix string) func(string) string {
+	return func(l string) string {
+		v, ok := strings.CutPrefix(strings.TrimSpace(l), prefix)
+		if !ok {
+			return ""
+		}
+		return strings.TrimSpace(v)
+	}
+}
 
 func sleepCtx(ctx context.Context, d time.Duration) error {
 	t := time.NewTimer(d)
@@ -670,13 +702,19 @@ func (b *bench) floorRow(transport string, n int64) {
 		return
 	}
 	defer stop()
-	m := measure{metric: fmt.Sprintf("floor: bulk TCP, 1 conn, %s each way through %s", sizeText(n), what),
-		transport: transport, unit: "MiB/s", compare: compareRatio}
-	b.pair(m, func() (float64, error) {
-		r, err := bulkTCP(b.ctx, b.up.tcpAddr(), n, 1)
-		return r.mibps(), err
-	}, func() (float64, error) {
-		r, err := bulkTCP(b.ctx, addr, n, 1)
-		return r.mibps(), err
-	})
+	for _, conns := range []int{1, 8} { // as the bulk rows: the 8-connection target is read against this
+		each := "each way"
+		if conns > 1 {
+			each = "each way in all"
+		}
+		m := measure{metric: fmt.Sprintf("floor: bulk TCP, %d conn%s, %s %s through %s", conns, plural(conns), sizeText(n), each, what),
+			transport: transport, unit: "MiB/s", compare: compareRatio}
+		b.pair(m, func() (float64, error) {
+			r, err := bulkTCP(b.ctx, b.up.tcpAddr(), n, conns)
+			return r.mibps(), err
+		}, func() (float64, error) {
+			r, err := bulkTCP(b.ctx, addr, n, conns)
+			return r.mibps(), err
+		})
+	}
 }
