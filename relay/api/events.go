@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/ferrytunnel/ferry/relay/events"
 	"github.com/ferrytunnel/ferry/relay/router"
@@ -94,7 +95,12 @@ func checkEventSubscription(a *API, r *http.Request, account, self string, raw [
 		check = func() error { return a.cfg.Events.Check(sub) }
 	}
 	if err := check(); err != nil {
-		return nil, &Error{Status: http.StatusBadRequest, Code: "FERRY_BAD_FIELD", Msg: fmt.Sprintf("event subscription: %v", err)}
+		// The events package's messages start with the field's JSON path ("destinations[0].url: ...").
+		field, _, _ := strings.Cut(err.Error(), ": ")
+		if strings.ContainsAny(field, " \"") {
+			field = ""
+		}
+		return nil, &Error{Status: http.StatusBadRequest, Code: "FERRY_BAD_FIELD", Field: field, Msg: fmt.Sprintf("event subscription: %v", err)}
 	}
 	return d, checkCommon(d.Common)
 }

@@ -196,7 +196,7 @@ func (b *Bus) Check(s Subscription) error {
 	}
 	for i, d := range s.Destinations {
 		if err := b.allow(d); err != nil {
-			return fmt.Errorf("destinations[%d]: %w", i, err)
+			return fmt.Errorf("destinations[%d].%w", i, err)
 		}
 	}
 	return nil

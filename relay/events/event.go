@@ -127,13 +127,13 @@ func (s Subscription) Validate() error {
 		return errors.New("account_id: required")
 	}
 	if len(s.Types) == 0 {
-		return fmt.Errorf("types: select at least one event type; known: %s", strings.Join(validTypes, ", "))
+		return fmt.Errorf("event_types: select at least one event type; known: %s", strings.Join(validTypes, ", "))
 	}
 	known := map[string]bool{}
 	for i, t := range s.Types {
 		fs, ok := typeFields[t]
 		if !ok {
-			return fmt.Errorf("types[%d]: unknown event type %q; known: %s", i, t, strings.Join(validTypes, ", "))
+			return fmt.Errorf("event_types[%d]: unknown event type %q; known: %s", i, t, strings.Join(validTypes, ", "))
 		}
 		for _, f := range fs {
 			known[f] = true

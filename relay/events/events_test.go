@@ -665,12 +665,12 @@ func TestCheckAndGuards(t *testing.T) {
 		t.Errorf("Check(public webhook) = %v, want nil", err)
 	}
 	err := b.Check(webhook("http://169.254.169.254/latest/meta-data"))
-	if err == nil || !strings.Contains(err.Error(), "destinations[0]: url: link-local address refused") {
-		t.Errorf("Check(metadata URL) = %v, want destinations[0]: url: link-local address refused", err)
+	if err == nil || !strings.Contains(err.Error(), "destinations[0].url: link-local address refused") {
+		t.Errorf("Check(metadata URL) = %v, want destinations[0].url: link-local address refused", err)
 	}
 	file := Subscription{ID: "esb2", AccountID: "a", Types: []string{TypeTunnelStarted},
 		Destinations: []Destination{{Kind: KindFile, Path: "/etc/cron.d/x"}}}
-	if err := b.Check(file); err == nil || !strings.Contains(err.Error(), "destinations[0]: path: file destinations are off") {
+	if err := b.Check(file); err == nil || !strings.Contains(err.Error(), "destinations[0].path: file destinations are off") {
 		t.Errorf("Check(file) with no AllowFile = %v, want file destinations are off", err)
 	}
 	// SetSubscriptions skips what Check refuses.
@@ -709,8 +709,8 @@ func TestValidate(t *testing.T) {
 	}{
 		{"no id", func(s *Subscription) { s.ID = "" }, "id: required"},
 		{"no account", func(s *Subscription) { s.AccountID = " " }, "account_id: required"},
-		{"no types", func(s *Subscription) { s.Types = nil }, "types: select at least one event type; known: tunnel_started, "},
-		{"unknown type", func(s *Subscription) { s.Types = []string{TypeTunnelStarted, "x"} }, `types[1]: unknown event type "x"; known: tunnel_started, tunnel_stopped, http_request_complete, tcp_connection_closed, tls_connection_closed`},
+		{"no types", func(s *Subscription) { s.Types = nil }, "event_types: select at least one event type; known: tunnel_started, "},
+		{"unknown type", func(s *Subscription) { s.Types = []string{TypeTunnelStarted, "x"} }, `event_types[1]: unknown event type "x"; known: tunnel_started, tunnel_stopped, http_request_complete, tcp_connection_closed, tls_connection_closed`},
 		{"field of another type", func(s *Subscription) { s.Fields = []string{"status", "server_name"} }, `fields[1]: "server_name" is not a field of the selected types; known: bytes_in, `},
 		{"no destinations", func(s *Subscription) { s.Destinations = nil }, "destinations: add at least one"},
 		{"bad scheme", func(s *Subscription) { s.Destinations[0].URL = "ftp://x.example/" }, "destinations[0].url: want http or https"},

@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -45,13 +47,21 @@ func TestEventsAndMetrics(t *testing.T) {
 	r := &relayEnv{Relay: servertest.Start(t, servertest.Options{Log: testLogger(t), APIAddr: "127.0.0.1:0",
 		Configure: func(c *config.Config) { c.MetricsAddr = "127.0.0.1:0"; c.EventsAllowPrivate = true }}), t: t, transport: "quic"}
 	c := r.api(r.Account)
-	if code, out := c.do("POST", "/event_subscriptions", map[string]any{"event_types": []string{"nope"},
-		"destinations": []map[string]string{{"kind": "webhook", "url": hook.URL, "secret": secret}}}); code != 400 {
-		t.Errorf("unknown event type: %d %v, want 400", code, out)
-	}
-	if code, out := c.do("POST", "/event_subscriptions", map[string]any{"event_types": []string{"tunnel_started"},
-		"destinations": []map[string]string{{"kind": "file", "path": "/etc/passwd"}}}); code != 400 {
-		t.Errorf("file destination without --events-dir: %d %v, want 400", code, out)
+	// Refusals name the field (details.field, as the API's other field errors) and the fix.
+	for _, bad := range []struct {
+		what, field, msg string
+		body             map[string]any
+	}{
+		{"unknown event type", "event_types[0]", `unknown event type "nope"`, map[string]any{"event_types": []string{"nope"},
+			"destinations": []map[string]string{{"kind": "webhook", "url": hook.URL, "secret": secret}}}},
+		{"file destination without --events-dir", "destinations[0].path", "starts it with --events-dir DIR", map[string]any{"event_types": []string{"tunnel_started"},
+			"destinations": []map[string]string{{"kind": "file", "path": "/etc/passwd"}}}},
+	} {
+		code, out := c.do("POST", "/event_subscriptions", bad.body)
+		details, _ := out["details"].(map[string]any)
+		if msg, _ := out["msg"].(string); code != 400 || details["field"] != bad.field || !strings.Contains(msg, bad.msg) {
+			t.Errorf("%s: %d %v, want 400 naming %s and saying %q", bad.what, code, out, bad.field, bad.msg)
+		}
 	}
 	sub := c.must(201, "POST", "/event_subscriptions", map[string]any{
 		"event_types":  []string{"tunnel_started", "http_request_complete", "tcp_connection_closed"},
@@ -206,4 +216,41 @@ func scrapeMetrics(t *testing.T, r *relayEnv) string {
 		t.Fatal(err)
 	}
 	return string(body)
+}
+
+// TestEventsToFile: with --events-dir, a file destination inside it gets the account's
+// events as JSON lines; a path outside it is refused, naming the field and the directory.
+func TestEventsToFile(t *testing.T) {
+	dir := t.TempDir()
+	r := &relayEnv{Relay: servertest.Start(t, servertest.Options{Log: testLogger(t), APIAddr: "127.0.0.1:0",
+		Configure: func(c *config.Config) { c.EventsDir = dir }}), t: t, transport: "quic"}
+	c := r.api(r.Account)
+	outside := filepath.Join(t.TempDir(), "events.jsonl")
+	code, out := c.do("POST", "/event_subscriptions", map[string]any{"event_types": []string{"tunnel_started"},
+		"destinations": []map[string]string{{"kind": "file", "path": outside}}})
+	details, _ := out["details"].(map[string]any)
+	if msg, _ := out["msg"].(string); code != 400 || details["field"] != "destinations[0].path" || !strings.Contains(msg, "outside the relay's --events-dir "+dir) {
+		t.Errorf("file outside --events-dir: %d %v, want 400 naming destinations[0].path and the directory", code, out)
+	}
+	file := filepath.Join(dir, "events.jsonl")
+	c.must(201, "POST", "/event_subscriptions", map[string]any{"event_types": []string{"tunnel_started", "tunnel_stopped"},
+		"destinations": []map[string]string{{"kind": "file", "path": file}}})
+	a := r.startAgent(&forward.Tunnel{Name: "logged", Proto: "http", Addr: named(t, "logged")})
+	a.stop(t)
+	var recs []events.Record
+	waitFor(t, "tunnel_started and tunnel_stopped in the file", func() bool {
+		data, _ := os.ReadFile(file)
+		recs = recs[:0]
+		for _, line := range strings.Split(strings.TrimSpace(string(data)), "\n") {
+			var rec events.Record
+			if json.Unmarshal([]byte(line), &rec) == nil {
+				recs = append(recs, rec)
+			}
+		}
+		return len(recs) == 2
+	})
+	if recs[0].EventType != "tunnel_started" || recs[1].EventType != "tunnel_stopped" ||
+		recs[0].Object["name"] != "logged" || recs[0].Object["tunnel_id"] != recs[1].Object["tunnel_id"] || recs[0].AccountID != r.Account {
+		t.Errorf("file holds %+v, want the tunnel's start and stop with one tunnel_id", recs)
+	}
 }

@@ -925,12 +925,15 @@ func (s *Server) startObserver() {
 		cfg.HTTPClient = &http.Client{Transport: &http.Transport{DialContext: d.DialContext, Proxy: nil,
 			TLSHandshakeTimeout: 10 * time.Second, ResponseHeaderTimeout: 10 * time.Second}}
 	}
+	cfg.AllowFile = func(string) error {
+		return errors.New("file destinations are off on this relay: its operator starts it with --events-dir DIR (events_dir in its config) to allow files in DIR")
+	}
 	if dir := c.EventsDir; dir != "" {
 		abs, err := filepath.Abs(dir)
 		if err == nil {
 			cfg.AllowFile = func(p string) error {
 				if rel, err := filepath.Rel(abs, filepath.Clean(p)); err != nil || rel == ".." || strings.HasPrefix(rel, "../") {
-					return fmt.Errorf("path %s: event files must be inside the relay's --events-dir %s", p, abs)
+					return fmt.Errorf("%s is outside the relay's --events-dir %s: event files must be inside it", p, abs)
 				}
 				return nil
 			}
