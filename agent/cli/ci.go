@@ -27,6 +27,8 @@ type ciMode struct {
 	cancel           func()
 	// parent ends when ferry is interrupted; the command is stopped then.
 	parent context.Context
+	// interactive: stdin is a terminal (the command stays in its foreground group).
+	interactive bool
 
 	once sync.Once
 	mu   sync.Mutex
@@ -66,10 +68,12 @@ func (m *ciMode) run(urls []string, all string) {
 	if runtime.GOOS == "windows" {
 		shell, flag = "cmd", "/C"
 	}
-	// The command ends with ferry: Ctrl-C or SIGTERM to ferry reaches it as SIGTERM.
+	// The command ends with ferry: Ctrl-C, SIGTERM or SIGHUP to ferry reaches its process
+	// group as SIGTERM, and SIGKILL follows for what is left after execGrace.
 	cmd := exec.CommandContext(m.parent, shell, flag, m.command)
-	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
-	cmd.WaitDelay = 10 * time.Second
+	ownGroup(cmd, m.interactive)
+	cmd.Cancel = func() error { return signalGroup(cmd, syscall.SIGTERM) }
+	cmd.WaitDelay = execGrace
 	cmd.Stdout, cmd.Stderr, cmd.Stdin = m.stdout, m.stderr, os.Stdin
 	first := ""
 	if len(urls) > 0 {
@@ -78,6 +82,9 @@ func (m *ciMode) run(urls []string, all string) {
 	cmd.Env = append(os.Environ(), "FERRY_URL="+first, "FERRY_URLS="+all)
 	m.log.Info("running --exec", "command", m.command, "url", first)
 	err := cmd.Run()
+	if m.parent.Err() != nil && cmd.Process != nil {
+		signalGroup(cmd, syscall.SIGKILL) //nolint:errcheck // nothing left is the usual case
+	}
 	var ee *exec.ExitError
 	switch {
 	case err == nil:
@@ -86,7 +93,7 @@ func (m *ciMode) run(urls []string, all string) {
 		code := ee.ExitCode()
 		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
 			code = 128 + int(ws.Signal()) // as a shell reports it
-			m.err = &exitError{code: code, err: fmt.Errorf("--exec %q was killed by %v", m.command, ws.Signal())}
+			m.err = &exitError{code: code, err: fmt.Errorf("--exec %q was killed by signal %d (%v)", m.command, int(ws.Signal()), ws.Signal())}
 			break
 		}
 		m.err = &exitError{code: code, err: fmt.Errorf("--exec %q exited with status %d", m.command, code)}
@@ -94,6 +101,9 @@ func (m *ciMode) run(urls []string, all string) {
 		m.err = &exitError{code: ExitError, err: fmt.Errorf("--exec %q: %w", m.command, err)}
 	}
 }
+
+// execGrace is how long an interrupted --exec command has to end after SIGTERM.
+const execGrace = 10 * time.Second
 
 func (m *ciMode) started() bool {
 	m.mu.Lock()

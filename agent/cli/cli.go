@@ -631,7 +631,8 @@ func runAgent(c *cli.Context, env Env, file *config.File, path string, tunnels [
 	}
 	ctx, cancel := context.WithCancel(c.Context)
 	defer cancel()
-	ci := &ciMode{command: lookup(c, "exec"), urlFile: lookup(c, "url-file"), stdout: env.Stdout, stderr: env.Stderr, log: log, cancel: cancel, parent: c.Context}
+	ci := &ciMode{command: lookup(c, "exec"), urlFile: lookup(c, "url-file"), stdout: env.Stdout, stderr: env.Stderr, log: log, cancel: cancel, parent: c.Context,
+		interactive: console.IsTerminal(os.Stdin)}
 	client := session.New(session.Config{
 		Relay: relay, Authtoken: token, RootCAs: roots, Tunnels: tunnels, Transport: transportChoice,
 		Log: log, Version: env.Version,

@@ -11,9 +11,11 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
+	"github.com/ferrytunnel/ferry/agent/console"
 	"github.com/ferrytunnel/ferry/relay/server/servertest"
 )
 
@@ -170,5 +172,52 @@ func TestAPIStartStopTunnels(t *testing.T) {
 	cancel()
 	if code := <-done; code != 0 {
 		t.Errorf("agent exit = %d after cancel, want 0 (stderr %q)", code, stderr.String())
+	}
+}
+
+// TestExecStoppedWithFerry: when ferry is stopped while --exec runs, the command's whole
+// process group gets SIGTERM (a shell's background child too, which outlived it before),
+// and ferry exits with the command's status.
+func TestExecStoppedWithFerry(t *testing.T) {
+	if console.IsTerminal(os.Stdin) {
+		t.Skip("stdin is a terminal: --exec stays in the terminal's process group")
+	}
+	cleanEnv(t)
+	addr, caFile, token := startRelay(t)
+	pidFile := filepath.Join(t.TempDir(), "child.pid")
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan int, 1)
+	var stderr bytes.Buffer
+	go func() {
+		done <- Main(ctx, []string{"ferry", "http", "80", "--relay", addr, "--relay-ca", caFile, "--authtoken", token,
+			"--api-addr", "false", "--log", "false", "--exec", "sleep 300 & echo $! > " + pidFile + "; wait"},
+			Env{Stdout: io.Discard, Stderr: &stderr, Version: "t"})
+	}()
+	var pid int
+	deadline := time.Now().Add(10 * time.Second)
+	for pid == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the command did not start its child; stderr %q", stderr.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+		b, _ := os.ReadFile(pidFile)
+		fmt.Sscan(string(b), &pid) //nolint:errcheck
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 128+int(syscall.SIGTERM) {
+			t.Errorf("ferry = %d (stderr %q), want %d: the command's SIGTERM status", code, stderr.String(), 128+int(syscall.SIGTERM))
+		}
+	case <-time.After(execGrace + 5*time.Second):
+		t.Fatal("ferry did not end after its command was stopped")
+	}
+	deadline = time.Now().Add(5 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			syscall.Kill(pid, syscall.SIGKILL) //nolint:errcheck
+			t.Fatalf("the command's child %d outlived ferry", pid)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }

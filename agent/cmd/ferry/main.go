@@ -15,7 +15,9 @@ import (
 var version = "dev"
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	// SIGHUP (a closed terminal or tmux window) stops the agent cleanly too: its tunnels are
+	// released at once instead of staying bound until the relay misses the agent.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM, syscall.SIGHUP)
 	code := cli.Main(ctx, os.Args, cli.Env{
 		Stdout: os.Stdout, Stderr: os.Stderr, Terminal: console.IsTerminal(os.Stdout), Version: version,
 	})
