@@ -358,10 +358,27 @@ func TestSessionErrors(t *testing.T) {
 	})
 	t.Run("name already bound", func(t *testing.T) {
 		r.startAgent(&forward.Tunnel{Name: "a", Proto: "http", Addr: up, Domain: "taken"})
-		_, err := r.tryAgent(r.agentConfig(&forward.Tunnel{Name: "b", Proto: "http", Addr: up, Domain: "taken." + domain}))
-		var se *session.Error
-		if !errors.As(err, &se) || se.Kind != session.KindBind || !strings.Contains(err.Error(), "already bound") {
-			t.Errorf("err = %v, want bind error 'already bound'", err)
+		// The message says whose: this agent's own tunnel, another agent of the account
+		// (perhaps one killed a moment ago), or another account's.
+		_, other := r.NewAccount(t, "other")
+		otherCfg := r.agentConfig(&forward.Tunnel{Name: "c", Proto: "http", Addr: up, Domain: "taken." + domain})
+		otherCfg.Authtoken = other
+		for _, c := range []struct {
+			what string
+			cfg  session.Config
+			want string
+		}{
+			{"same account", r.agentConfig(&forward.Tunnel{Name: "b", Proto: "http", Addr: up, Domain: "taken." + domain}),
+				"already bound by another agent of your account: stop it, or choose another --domain. (An agent killed without a word"},
+			{"same agent", r.agentConfig(&forward.Tunnel{Name: "d1", Proto: "http", Addr: up, Domain: "twice"},
+				&forward.Tunnel{Name: "d2", Proto: "http", Addr: up, Domain: "twice"}), "already bound by this agent's tunnel d1"},
+			{"another account", otherCfg, "already bound by another agent: choose another --domain"},
+		} {
+			_, err := r.tryAgent(c.cfg)
+			var se *session.Error
+			if !errors.As(err, &se) || se.Kind != session.KindBind || !strings.Contains(err.Error(), c.want) {
+				t.Errorf("%s: err = %v, want bind error %q", c.what, err, c.want)
+			}
 		}
 	})
 	t.Run("agent disconnect frees its names", func(t *testing.T) {

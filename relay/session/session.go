@@ -390,10 +390,7 @@ func (a *agent) run(ctx context.Context) error {
 	a.srv.metrics().SessionOpened(a.sess.Name())
 	defer a.srv.metrics().SessionClosed(a.sess.Name())
 
-	silence := a.srv.cfg.AgentSilence
-	if silence == 0 {
-		silence = DefaultAgentSilence
-	}
+	silence := a.srv.silence()
 	done := make(chan struct{})
 	defer close(done)
 	go func() { // unblock the read loop when the relay shuts down or the session ends
@@ -684,7 +681,7 @@ func (a *agent) bindHost(b *protocol.Bind, t *route.Tunnel, prepare func() error
 		if added, err := a.addHost(t, prepare); err != nil || added {
 			return err
 		}
-		return protocol.Errorf(protocol.CodeBindConflict, "%s is already bound by another agent: choose another --domain, or stop the other agent", name)
+		return a.hostTaken(name)
 	}
 	for range 10 {
 		t.Host = randomName(8) + "." + cfg.Domain
@@ -785,6 +782,27 @@ func (a *agent) addHost(t *route.Tunnel, prepare func() error) (bool, error) {
 	}
 	t.Handler = nil
 	return false, err
+}
+
+// silence is how long an agent may stay silent before it is dropped.
+func (s *Server) silence() time.Duration {
+	if s.cfg.AgentSilence == 0 {
+		return DefaultAgentSilence
+	}
+	return s.cfg.AgentSilence
+}
+
+// hostTaken explains why name cannot be bound: another agent holds it, or this one does.
+func (a *agent) hostTaken(name string) error {
+	cur := a.srv.cfg.Table.Host(name)
+	switch {
+	case cur != nil && cur.Session == route.Opener(a.sess):
+		return protocol.Errorf(protocol.CodeBindConflict, "%s is already bound by this agent's tunnel %s: stop that one first, or choose another --domain", name, cur.Name)
+	case cur != nil && cur.AccountID == a.account:
+		return protocol.Errorf(protocol.CodeBindConflict,
+			"%s is already bound by another agent of your account: stop it, or choose another --domain. (An agent killed without a word, or whose network went away, holds it until the relay has heard nothing from it for %v.)", name, a.srv.silence())
+	}
+	return protocol.Errorf(protocol.CodeBindConflict, "%s is already bound by another agent: choose another --domain, or stop the other agent", name)
 }
 
 func (a *agent) initTunnel(t *route.Tunnel) {
