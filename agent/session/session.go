@@ -44,6 +44,11 @@ type Config struct {
 	// what makes a restarted relay answer a stateless reset (QUIC keep-alive PINGs are too
 	// small to draw one), so it bounds how long an agent takes to notice a killed relay.
 	HeartbeatInterval time.Duration
+	// HeartbeatTolerance is how long a heartbeat may go unanswered before the agent takes
+	// the relay for gone and reconnects (default 10s). Without it a relay that vanished
+	// without a word (killed, its network cut) is noticed only when the transport's idle
+	// timeout ends the session (30s).
+	HeartbeatTolerance time.Duration
 	// Backoff is the first reconnect delay (default 1s); it doubles up to 30s, with jitter.
 	Backoff time.Duration
 	// OnReady is called each time every tunnel is bound (first start and after a reconnect).
@@ -113,6 +118,9 @@ func New(cfg Config) *Client {
 	}
 	if cfg.HeartbeatInterval == 0 {
 		cfg.HeartbeatInterval = 2 * time.Second
+	}
+	if cfg.HeartbeatTolerance == 0 {
+		cfg.HeartbeatTolerance = 10 * time.Second
 	}
 	if cfg.Backoff == 0 {
 		cfg.Backoff = time.Second
@@ -409,9 +417,12 @@ func (c *Client) runSession(ctx context.Context, established *bool) error {
 	if c.cfg.OnReady != nil {
 		c.cfg.OnReady(c.Tunnels())
 	}
-	wg.Go(func() { c.heartbeat(sctx, cs) })
+	silent := make(chan error, 1)
+	wg.Go(func() { c.heartbeat(sctx, cs, silent) })
 
 	select {
+	case err := <-silent:
+		return &Error{Kind: KindUnreachable, Err: err}
 	case <-ctx.Done():
 		sess.CloseWithError(protocol.CodeClosed, "agent shutting down")
 		return nil
@@ -621,10 +632,14 @@ func (c *Client) serveStream(ctx context.Context, st transport.Stream) {
 	forward.Serve(ctx, e.t, st, h, c.log)
 }
 
-func (c *Client) heartbeat(ctx context.Context, cs *control) {
+func (c *Client) heartbeat(ctx context.Context, cs *control, silent chan<- error) {
 	tick := time.NewTicker(c.cfg.HeartbeatInterval)
 	defer tick.Stop()
 	for seq := uint64(1); ; seq++ {
+		if waited := cs.unanswered(); waited > c.cfg.HeartbeatTolerance {
+			silent <- fmt.Errorf("the relay has not answered a heartbeat for %v (heartbeat tolerance %v)", waited.Round(time.Second), c.cfg.HeartbeatTolerance)
+			return
+		}
 		if err := cs.ping(seq); err != nil {
 			return
 		}
@@ -667,6 +682,22 @@ func (cs *control) bind(ctx context.Context, b *protocol.Bind) (*protocol.BindRe
 	case <-time.After(30 * time.Second):
 		return nil, errors.New("no answer from the relay within 30s")
 	}
+}
+
+// unanswered is how long the oldest heartbeat still without an answer has waited.
+func (cs *control) unanswered() time.Duration {
+	cs.mu.Lock()
+	defer cs.mu.Unlock()
+	var oldest time.Time
+	for _, sent := range cs.pings {
+		if oldest.IsZero() || sent.Before(oldest) {
+			oldest = sent
+		}
+	}
+	if oldest.IsZero() {
+		return 0
+	}
+	return time.Since(oldest)
 }
 
 func (cs *control) ping(seq uint64) error {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"time"
 
 	"github.com/quic-go/quic-go"
@@ -152,8 +153,16 @@ func SessionError(err error) error {
 func IsALPNMismatch(err error) bool {
 	var te *quic.TransportError
 	// 0x178 is the TLS alert no_application_protocol (120) carried as a QUIC crypto error.
-	return errors.As(err, &te) && te.ErrorCode == quic.TransportErrorCode(0x100+120)
+	if errors.As(err, &te) && te.ErrorCode == quic.TransportErrorCode(0x100+120) {
+		return true
+	}
+	// Over TCP: a TLS server that selected no protocol of ours (ErrNotFerry), or refused
+	// with that alert (crypto/tls has no type for a received alert; its text is fixed).
+	return errors.Is(err, ErrNotFerry) || err != nil && strings.Contains(err.Error(), "tls: no application protocol")
 }
+
+// ErrNotFerry: the TLS server at the relay's address did not select the ferry protocol.
+var ErrNotFerry = errors.New("it is not a ferry relay, or too old")
 
 // QUICListener accepts agent sessions. It owns its UDP socket: Close ends the listener,
 // every session on it, and the socket, so the address can be bound again at once.

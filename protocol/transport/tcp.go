@@ -85,7 +85,7 @@ func DialTCP(ctx context.Context, addr string, tlsConf *tls.Config) (*TCPSession
 	}
 	if tc := c.(*tls.Conn); tc.ConnectionState().NegotiatedProtocol != protocol.ALPN {
 		c.Close()
-		return nil, fmt.Errorf("relay at %s did not select %s over TCP: it is not a ferry relay, or too old", addr, protocol.ALPN)
+		return nil, fmt.Errorf("relay at %s did not select %s over TCP: %w", addr, protocol.ALPN, ErrNotFerry)
 	}
 	s, err := NewTCPSession(c, false)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -135,4 +136,80 @@ func TestLongConnectionChurn(t *testing.T) {
 	if heap > baseHeap+32<<20 {
 		t.Errorf("heap grew from %d to %d bytes over 100,000 connections", baseHeap, heap)
 	}
+}
+
+// TestAgentNoticesSilentRelay: a relay that goes silent without a word (here every packet
+// between them is dropped, as when it is killed or its network is cut) is noticed within
+// the heartbeat tolerance, not after the transport's idle timeout (30 s).
+func TestAgentNoticesSilentRelay(t *testing.T) {
+	r := newRelay(t)
+	hole := newUDPBlackhole(t, r.Srv.QUICAddr().String())
+	cfg := r.agentConfig(&forward.Tunnel{Name: "w", Proto: "http", Addr: named(t, "w")})
+	cfg.Relay = hole.addr
+	cfg.HeartbeatInterval = 100 * time.Millisecond
+	cfg.HeartbeatTolerance = time.Second
+	a, err := r.tryAgent(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // heartbeats answered: still connected
+	if !a.client.Connected() {
+		t.Fatal("agent lost a relay that answers its heartbeats")
+	}
+	hole.drop.Store(true)
+	start := time.Now()
+	for a.client.Connected() {
+		if time.Since(start) > 5*time.Second {
+			t.Fatal("agent still counts itself connected 5 s after the relay went silent (heartbeat tolerance 1 s)")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Logf("noticed after %v", time.Since(start).Round(10*time.Millisecond))
+}
+
+// udpBlackhole forwards one client's datagrams to target and back, until drop is set.
+type udpBlackhole struct {
+	addr string
+	drop atomic.Bool
+}
+
+func newUDPBlackhole(t *testing.T, target string) *udpBlackhole {
+	t.Helper()
+	front, err := net.ListenPacket("udp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := net.Dial("udp", target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { front.Close(); back.Close() })
+	h := &udpBlackhole{addr: front.LocalAddr().String()}
+	var client atomic.Pointer[net.Addr]
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			n, from, err := front.ReadFrom(buf)
+			if err != nil {
+				return
+			}
+			client.Store(&from)
+			if !h.drop.Load() {
+				back.Write(buf[:n]) //nolint:errcheck
+			}
+		}
+	}()
+	go func() {
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := back.Read(buf)
+			if err != nil {
+				return
+			}
+			if to := client.Load(); to != nil && !h.drop.Load() {
+				front.WriteTo(buf[:n], *to) //nolint:errcheck
+			}
+		}
+	}()
+	return h
 }

@@ -340,6 +340,26 @@ func TestSessionErrors(t *testing.T) {
 			t.Errorf("err = %v, want untrusted error mentioning --relay-ca", err)
 		}
 	})
+	t.Run("not a ferry relay over TCP", func(t *testing.T) {
+		// A TLS server with a certificate the agent trusts that selects no protocol of
+		// ours (say, a web server on the relay's address): permanent, exit 7, no retries.
+		ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{r.CA.Server(t, "127.0.0.1")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		serveConns(t, ln, func(c net.Conn) { c.(*tls.Conn).Handshake(); io.Copy(io.Discard, c) }) //nolint:errcheck
+		cfg := r.agentConfig(tun())
+		cfg.Transport, cfg.Relay, cfg.ConnectAttempts = "tcp", ln.Addr().String(), 4
+		start := time.Now()
+		_, err = r.tryAgent(cfg)
+		var se *session.Error
+		if !errors.As(err, &se) || se.Kind != session.KindVersion || !strings.Contains(err.Error(), "not a ferry relay") {
+			t.Errorf("err = %v, want a version error saying it is not a ferry relay", err)
+		}
+		if d := time.Since(start); d > 2*time.Second {
+			t.Errorf("gave up after %v: a permanent error should not be retried", d)
+		}
+	})
 	t.Run("unreachable relay", func(t *testing.T) {
 		pc, _ := net.ListenPacket("udp", "127.0.0.1:0")
 		addr := pc.LocalAddr().String()
