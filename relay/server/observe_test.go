@@ -218,10 +218,11 @@ func scrapeMetrics(t *testing.T, r *relayEnv) string {
 	return string(body)
 }
 
-// TestEventsToFile: with --events-dir, a file destination inside it gets the account's
-// events as JSON lines; a path outside it is refused, naming the field and the directory.
+// TestEventsToFile: with --events-dir (made at start if missing), a file destination
+// inside it gets the account's events as JSON lines; a path outside it is refused, naming
+// the field and the directory.
 func TestEventsToFile(t *testing.T) {
-	dir := t.TempDir()
+	dir := filepath.Join(t.TempDir(), "not", "yet")
 	r := &relayEnv{Relay: servertest.Start(t, servertest.Options{Log: testLogger(t), APIAddr: "127.0.0.1:0",
 		Configure: func(c *config.Config) { c.EventsDir = dir }}), t: t, transport: "quic"}
 	c := r.api(r.Account)

@@ -250,6 +250,13 @@ func (s *Server) Listen() (err error) {
 		}
 	}()
 	c := &s.opts.Config
+	// Event files go in --events-dir: make it now, or refuse to start, rather than accept
+	// file subscriptions whose every write would fail.
+	if c.EventsDir != "" {
+		if err := os.MkdirAll(c.EventsDir, 0o700); err != nil {
+			return fmt.Errorf("--events-dir %s: %w (create it, or pass a directory the relay can write)", c.EventsDir, err)
+		}
+	}
 	tlsConf := &tls.Config{Certificates: []tls.Certificate{*s.cert}, MinVersion: tls.VersionTLS13}
 	if s.quicLn, err = transport.ListenQUIC(c.QUICAddr, tlsConf, s.keybox.DeriveKey("quic stateless reset")); err != nil {
 		return fmt.Errorf("--quic-addr %s: %w", c.QUICAddr, err)
