@@ -74,10 +74,37 @@ var apiResources = []struct {
 	{"api-keys", "management API keys", []apiField{descField, metaField}, []apiField{descField, metaField}},
 }
 
+// unknownSub is the action of a command whose subcommands are the choices: without one
+// it shows the help; with a word that names none it says which there are (usage error).
+func unknownSub(name, what string, cmd *cli.Command) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		if !c.Args().Present() {
+			return cli.ShowSubcommandHelp(c)
+		}
+		names := make([]string, 0, len(cmd.Subcommands))
+		for _, s := range cmd.Subcommands {
+			if s.Name != "help" {
+				names = append(names, s.Name)
+			}
+		}
+		return usageErr("%s: no %s %q; want one of: %s", name, what, c.Args().First(), strings.Join(names, ", "))
+	}
+}
+
+// secretDefault keeps a secret taken from the environment out of --help, which would
+// otherwise print it as the flag's default.
+func secretDefault(envVar string) string {
+	if os.Getenv(envVar) != "" {
+		return "$" + envVar + ", hidden"
+	}
+	return ""
+}
+
 func apiCommand(env Env) *cli.Command {
 	flags := []cli.Flag{
 		&cli.StringFlag{Name: "api-url", Usage: "the relay's management API `URL`", EnvVars: []string{"FERRY_API_URL"}, DefaultText: DefaultAPIURL},
-		&cli.StringFlag{Name: "api-key", Usage: "management API `KEY` (ferry-relay apikey create)", EnvVars: []string{"FERRY_API_KEY"}},
+		&cli.StringFlag{Name: "api-key", Usage: "management API `KEY` (ferry-relay apikey create)", EnvVars: []string{"FERRY_API_KEY"},
+			DefaultText: secretDefault("FERRY_API_KEY")},
 		&cli.StringFlag{Name: "config", Usage: "configuration `FILE` (api_key and api_url keys)"},
 	}
 	cmd := &cli.Command{Name: "api", Usage: "call the relay's management API (reserved domains, certificates, addresses, keys, edges, backends, IP policies, event subscriptions)", Flags: flags}
@@ -151,8 +178,10 @@ func apiCommand(env Env) *cli.Command {
 				return call("DELETE", path+"/"+id, nil)(c)
 			}},
 		}
+		rc.Action = unknownSub("api "+res.name, "action", rc)
 		cmd.Subcommands = append(cmd.Subcommands, rc)
 	}
+	cmd.Action = unknownSub("api", "resource", cmd)
 	return cmd
 }
 

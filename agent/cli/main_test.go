@@ -313,3 +313,22 @@ func TestGlobalFlagBeforeCommandBeatsFile(t *testing.T) {
 		t.Errorf("ferry --relay flag-before http 80 = %d %q; want the flag's value used (and refused for its missing port)", r.code, r.stderr)
 	}
 }
+
+// TestAPIUnknownWordsAndHiddenKey: a resource or action that does not exist is a usage
+// error listing the ones that do; --help does not print an API key from the environment.
+func TestAPIUnknownWordsAndHiddenKey(t *testing.T) {
+	cleanEnv(t)
+	r := run(t, "api", "widgets", "list")
+	if r.code != ExitUsage || !strings.Contains(r.stderr, `no resource "widgets"`) || !strings.Contains(r.stderr, "reserved-domains, ") {
+		t.Errorf("ferry api widgets list = %d %q, want a usage error listing the resources", r.code, r.stderr)
+	}
+	r = run(t, "api", "reserved-domains", "frob")
+	if r.code != ExitUsage || !strings.Contains(r.stderr, `no action "frob"; want one of: list, get, create, update, delete`) {
+		t.Errorf("ferry api reserved-domains frob = %d %q, want a usage error listing the actions", r.code, r.stderr)
+	}
+	t.Setenv("FERRY_API_KEY", "fyk_secret")
+	r = run(t, "api", "reserved-domains", "list", "--help")
+	if out := r.stdout + r.stderr; strings.Contains(out, "fyk_secret") || !strings.Contains(out, "--api-key") {
+		t.Errorf("ferry api ... --help shows the API key:\n%s", out)
+	}
+}
