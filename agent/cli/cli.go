@@ -124,6 +124,17 @@ func newApp(env Env) *cli.App {
 		}
 		return append(append(extra, cidr...), globalFlags()...)
 	}
+	// A labeled tunnel takes its modules from the edges that select it: its --cidr-* flags
+	// are kept out of its help, and parsed only to refuse them with that explanation.
+	labeledFlags := func(extra ...cli.Flag) []cli.Flag {
+		flags := tunnelFlags(extra...)
+		for _, f := range flags {
+			if sf, ok := f.(*cli.StringSliceFlag); ok && strings.HasPrefix(sf.Name, "cidr-") {
+				sf.Hidden = true
+			}
+		}
+		return flags
+	}
 	proxyProto := &cli.IntFlag{Name: "proxy-proto", Usage: "send a PROXY protocol `VERSION` (1 or 2) header to the upstream with the client's address"}
 	domain := &cli.StringFlag{Name: "domain", Usage: "public hostname `NAME` (a full name, or a label under the relay's domain; default: random)"}
 	app := &cli.App{
@@ -204,7 +215,7 @@ func newApp(env Env) *cli.App {
 				Name:      "tunnel",
 				Usage:     "start a labeled tunnel: edges whose backend selects its labels route traffic to it",
 				ArgsUsage: "PORT|HOST:PORT|URL",
-				Flags: tunnelFlags(
+				Flags: labeledFlags(
 					&cli.StringSliceFlag{Name: "label", Usage: "`KEY=VALUE` label (repeatable, at least one), e.g. --label edge=web"},
 					&cli.BoolFlag{Name: "inspect", Value: true, Usage: "record HTTP requests for the inspection UI and local API (--inspect=false to turn off)"},
 					&cli.StringFlag{Name: "host-header", Usage: "Host header sent upstream: rewrite (the upstream's host:port) or a `VALUE` (default: the public host)"},

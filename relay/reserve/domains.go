@@ -187,7 +187,7 @@ func (ix *Domains) CanBind(account, name string) error {
 	r, ok := ix.Lookup(name)
 	switch {
 	case ok && r.AccountID != account:
-		return fmt.Errorf("%s is reserved by another account (%s): %w", name, r.Domain, ErrTaken)
+		return fmt.Errorf("%s is covered by %s, %w: choose another --domain", name, r.Domain, ErrTaken)
 	case ok:
 		return nil
 	case strings.HasPrefix(name, "*."):

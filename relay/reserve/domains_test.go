@@ -83,6 +83,10 @@ func TestRules(t *testing.T) {
 			t.Errorf("CanBind(%s, %s) = %v, want %v", tc.account, tc.name, err, tc.want)
 		}
 	}
+	// The refusal names the reservation in the way, once, and the fix.
+	if err := ix.CanBind("B", "foo.example.com"); err == nil || err.Error() != "foo.example.com is covered by *.example.com, reserved by another account: choose another --domain" {
+		t.Errorf("CanBind(B, foo.example.com) = %v", err)
+	}
 	// Most specific reservation wins a lookup.
 	ix.Put(Reservation{ID: "rd_a3", AccountID: "A", Domain: "foo.example.com", CertificateID: "cert_1"})
 	if r, _ := ix.Lookup("foo.example.com"); r.ID != "rd_a3" {
