@@ -714,7 +714,7 @@ func tuiView(client *session.Client, store *inspect.Store, relay, version, apiUR
 		urls := st.URLs
 		if len(st.Tunnel.Labels) > 0 && len(urls) == 0 && client.Connected() {
 			// A labeled tunnel has no URL of its own: show what edges select it by.
-			urls = []string{"labels " + session.LabelString(st.Tunnel.Labels)}
+			urls = []string{"labels " + protocol.LabelString(st.Tunnel.Labels)}
 		}
 		for _, u := range urls {
 			v.Tunnels = append(v.Tunnels, console.TunnelView{URL: u, Upstream: st.Tunnel.Upstream(),

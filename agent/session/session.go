@@ -11,7 +11,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	mathrand "math/rand/v2"
 	"net"
 	"slices"
@@ -567,18 +566,9 @@ func (c *Client) bindOne(ctx context.Context, cs *control, e *entry) error {
 		c.log.Info("tunnel started", "name", t.Name, "url", u, "addr", t.Upstream())
 	}
 	if len(t.Labels) > 0 {
-		c.log.Info("tunnel started", "name", t.Name, "labels", LabelString(t.Labels), "addr", t.Upstream())
+		c.log.Info("tunnel started", "name", t.Name, "labels", protocol.LabelString(t.Labels), "addr", t.Upstream())
 	}
 	return nil
-}
-
-// LabelString shows labels as "k1=v1,k2=v2", sorted.
-func LabelString(labels map[string]string) string {
-	var parts []string
-	for _, k := range slices.Sorted(maps.Keys(labels)) {
-		parts = append(parts, k+"="+labels[k])
-	}
-	return strings.Join(parts, ",")
 }
 
 func hostPort(u string) (string, string) {

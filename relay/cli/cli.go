@@ -373,7 +373,7 @@ func storeFlags() []cli.Flag {
 
 func secretFlags() []cli.Flag {
 	return append(storeFlags(),
-		&cli.StringFlag{Name: "account", Usage: "account `NAME` it belongs to (\"default\" is created when first used)", Value: "default"},
+		&cli.StringFlag{Name: "account", Usage: "account `NAME` it belongs to (default: the store's only account, e.g. dev on a dev relay's data; else \"default\", created when first used)"},
 		&cli.StringFlag{Name: "description", Usage: "what it is for, shown in the API"},
 	)
 }
@@ -412,12 +412,42 @@ func accountID(ctx context.Context, st *store.Store, name string) (string, error
 	return a.ID, err
 }
 
+// soleAccount names the account a token or key goes to without --account: the store's
+// only one (a dev relay's "dev"), else "default".
+func soleAccount(ctx context.Context, st *store.Store) (string, error) {
+	as, err := st.ListAccounts(ctx)
+	if err != nil {
+		return "", err
+	}
+	if len(as) == 1 {
+		return as[0].Name, nil
+	}
+	names := make([]string, 0, len(as))
+	for _, a := range as {
+		if a.Name == "default" {
+			return a.Name, nil
+		}
+		names = append(names, a.Name)
+	}
+	if len(as) > 1 {
+		return "", usageError{fmt.Errorf("this store has several accounts (%s): pass --account NAME", strings.Join(names, ", "))}
+	}
+	return "default", nil
+}
+
 // createSecret creates an authtoken or API key and prints it once.
 func createSecret[T interface {
 	store.Credential | store.APIKey
 }](c *cli.Context, env Env, create func(*store.Store, context.Context, string, string, string) (T, error)) error {
 	return withStore(c, func(ctx context.Context, st *store.Store) error {
-		id, err := accountID(ctx, st, c.String("account"))
+		name := c.String("account")
+		if name == "" {
+			var err error
+			if name, err = soleAccount(ctx, st); err != nil {
+				return err
+			}
+		}
+		id, err := accountID(ctx, st, name)
 		if err != nil {
 			return err
 		}

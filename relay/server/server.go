@@ -443,6 +443,11 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.compileEdges(tcpHost)
 	s.log.Info("relay started", "quic", s.QUICAddr(), "https", s.HTTPSAddr(), "http", s.HTTPAddr(), "api", s.APIAddr(),
 		"domain", c.Domain, "tcp_ports", c.TCPPorts)
+	if q, h := portOf(s.QUICAddr()), portOf(s.HTTPSAddr()); s.httpsLn != nil && q != h {
+		// An agent's --relay names one port for both transports.
+		s.log.Warn("agents reach QUIC and the TCP fallback on different ports: an agent's --relay HOST:PORT uses one port for both, so agents on QUIC must use the first and agents with --transport tcp the second (--transport auto falls back only on the same port); give --quic-addr and --https-addr the same port to avoid this",
+			"quic_port", q, "https_port", h)
+	}
 	<-ctx.Done()
 	drain := c.Drain()
 	s.log.Info("relay shutting down", "drain_timeout", drain)

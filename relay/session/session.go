@@ -421,7 +421,15 @@ func (a *agent) run(ctx context.Context) error {
 				a.log.Info("agent disconnected", "reason", fmt.Sprintf("silent for %v: no heartbeat", silence))
 				return nil
 			}
-			a.log.Info("agent disconnected", "reason", transport.SessionError(context.Cause(a.sess.Context())))
+			var reason any = transport.SessionError(context.Cause(a.sess.Context()))
+			switch {
+			case reason != nil:
+			case a.stopped.Load():
+				reason = "the relay is stopping"
+			default:
+				reason = err // the control stream ended before the session did
+			}
+			a.log.Info("agent disconnected", "reason", reason)
 			return nil
 		}
 		if err := a.handle(t, body); err != nil {
@@ -762,7 +770,7 @@ func (a *agent) bindTCP(b *protocol.Bind, t *route.Tunnel) error {
 // bindLabeled puts a labeled tunnel online: it has no public name of its own; edges of
 // its account whose backends select its labels route to it.
 func (a *agent) bindLabeled(t *route.Tunnel) error {
-	t.Log = a.log.With("tunnel", t.Name, "proto", t.Proto, "labels", t.Labels)
+	t.Log = a.log.With("tunnel", t.Name, "proto", t.Proto, "labels", protocol.LabelString(t.Labels))
 	t.Handler, t.OnClose = a.srv.cfg.Edge.NewHTTPHandler(t)
 	a.srv.cfg.Table.AddLabeled(t)
 	return nil
