@@ -132,6 +132,8 @@ func (t *Tunnel) Upstream() string {
 		return "http://" + t.Addr
 	case t.Cert != nil:
 		return "tcp://" + t.Addr + " (TLS terminated by the agent)"
+	case t.TerminateAt == protocol.TerminateEdge:
+		return "tcp://" + t.Addr + " (TLS terminated at the relay)"
 	default:
 		return t.Proto + "://" + t.Addr
 	}

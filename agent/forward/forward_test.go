@@ -227,6 +227,7 @@ func TestUpstream(t *testing.T) {
 		{&Tunnel{Proto: "tcp", Addr: "db:5432"}, "tcp://db:5432"},
 		{&Tunnel{Proto: "tls", Addr: "api:8443"}, "tls://api:8443"},
 		{&Tunnel{Proto: "tls", Addr: "api:8080", Cert: &crt}, "tcp://api:8080 (TLS terminated by the agent)"},
+		{&Tunnel{Proto: "tls", Addr: "api:8080", TerminateAt: "edge"}, "tcp://api:8080 (TLS terminated at the relay)"},
 	}
 	for _, tt := range tests {
 		if got := tt.tun.Upstream(); got != tt.want {
