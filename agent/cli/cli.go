@@ -113,6 +113,7 @@ func globalFlags() []cli.Flag {
 		&cli.StringFlag{Name: "url-file", Usage: "write the public URLs, one per line, to `PATH` once every tunnel is up"},
 		&cli.StringFlag{Name: "pprof-addr", Usage: "serve Go's pprof profiles on `ADDR` (e.g. 127.0.0.1:6061); off by default"},
 		&cli.StringFlag{Name: "transport", Usage: "how to reach the relay: quic, tcp (TLS over TCP, for networks that block UDP) or auto (QUIC, then TCP)", Value: "auto"},
+		&cli.IntFlag{Name: "connect-attempts", Usage: "how often to try the first connection to the relay before giving up with exit 4 (`N`; 0: until it works, for devices that start before their network)", Value: 4},
 	}
 }
 
@@ -394,6 +395,16 @@ func lookup(c *cli.Context, name string) string {
 	return c.String(name)
 }
 
+// lookupSet reports whether the flag was given on this command or an enclosing one.
+func lookupSet(c *cli.Context, name string) bool {
+	for _, cc := range c.Lineage() {
+		if cc.IsSet(name) {
+			return true
+		}
+	}
+	return false
+}
+
 func configPath(c *cli.Context) (string, bool) {
 	if p := lookup(c, "config"); p != "" {
 		return p, true
@@ -615,6 +626,19 @@ func runAgent(c *cli.Context, env Env, file *config.File, path string, tunnels [
 	default:
 		return usageErr("--transport %q: want auto, quic or tcp", transportChoice)
 	}
+	attempts := 4
+	if file != nil && file.ConnectAttempts != nil {
+		attempts = *file.ConnectAttempts
+	}
+	if lookupSet(c, "connect-attempts") {
+		attempts = c.Int("connect-attempts")
+	}
+	if attempts < 0 {
+		return usageErr("--connect-attempts %d: want 0 (until it works) or more", attempts)
+	}
+	if attempts == 0 {
+		attempts = -1 // session.Config: keep trying
+	}
 	var roots *x509.CertPool
 	if relayCA != "" {
 		var err error
@@ -645,7 +669,7 @@ func runAgent(c *cli.Context, env Env, file *config.File, path string, tunnels [
 	ci := &ciMode{command: lookup(c, "exec"), urlFile: lookup(c, "url-file"), stdout: env.Stdout, stderr: env.Stderr, log: log, cancel: cancel, parent: c.Context,
 		interactive: console.IsTerminal(os.Stdin)}
 	client := session.New(session.Config{
-		Relay: relay, Authtoken: token, RootCAs: roots, Tunnels: tunnels, Transport: transportChoice,
+		Relay: relay, Authtoken: token, RootCAs: roots, Tunnels: tunnels, Transport: transportChoice, ConnectAttempts: attempts,
 		Log: log, Version: env.Version,
 		OnReady: ci.ready,
 	})

@@ -221,3 +221,40 @@ func TestExecStoppedWithFerry(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestConnectAttempts: --connect-attempts 0 keeps trying an unreachable relay until ferry
+// is stopped; connect_attempts in the file sets the count too; a negative count is a usage
+// error.
+func TestConnectAttempts(t *testing.T) {
+	cleanEnv(t)
+	_, caFile, token := startRelay(t)
+	ln, _ := net.Listen("tcp", "127.0.0.1:0") // a port nothing answers on once closed
+	dead := ln.Addr().String()
+	ln.Close()
+	base := []string{"tcp", "22", "--relay", dead, "--relay-ca", caFile, "--authtoken", token, "--transport", "tcp", "--api-addr", "false", "--log", "false"}
+	r := run(t, append(base, "--connect-attempts", "-1")...)
+	if r.code != ExitUsage || !strings.Contains(r.stderr, "--connect-attempts -1") {
+		t.Errorf("--connect-attempts -1 = %d %q, want a usage error", r.code, r.stderr)
+	}
+	// The file's count is used: 1 attempt gives up at once (the default 4 take 3.5-7 s).
+	cfgPath := filepath.Join(t.TempDir(), "ferry.toml")
+	os.WriteFile(cfgPath, []byte("version = \"1\"\nconnect_attempts = 1\n"), 0o600) //nolint:errcheck
+	start := time.Now()
+	if r := run(t, append(base, "--config", cfgPath)...); r.code != ExitUnreachable || time.Since(start) > 2*time.Second {
+		t.Errorf("connect_attempts = 1: exit %d after %v (%q), want %d at once", r.code, time.Since(start), r.stderr, ExitUnreachable)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan int, 1)
+	go func() {
+		done <- Main(ctx, append([]string{"ferry"}, append(base, "--connect-attempts", "0")...), Env{Stdout: io.Discard, Stderr: io.Discard, Version: "t"})
+	}()
+	select {
+	case code := <-done:
+		t.Fatalf("--connect-attempts 0: ferry gave up with %d, want it to keep trying", code)
+	case <-time.After(7500 * time.Millisecond): // past the longest 4 attempts can take
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("stopped while retrying = %d, want 0", code)
+	}
+}

@@ -39,6 +39,9 @@ type File struct {
 	Log       string `toml:"log"`
 	LogFormat string `toml:"log_format"`
 	LogLevel  string `toml:"log_level"`
+	// ConnectAttempts is as --connect-attempts: how often the first connection to the relay
+	// is tried (nil: 4; 0: until it works).
+	ConnectAttempts *int `toml:"connect_attempts"`
 	// Tunnels are named tunnels.
 	Tunnels map[string]Tunnel `toml:"tunnels"`
 

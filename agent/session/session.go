@@ -36,8 +36,9 @@ type Config struct {
 	Log     *slog.Logger
 	Version string
 	// ConnectAttempts is how many times the first connection is tried before Run gives up
-	// (default 4, with 1s, 2s, 4s backoff between). After a session was up, the client
-	// reconnects until its context ends.
+	// (default 4, with 1s, 2s, 4s backoff between; negative: until the context ends, the
+	// wait growing to 30s). After a session was up, the client reconnects until its context
+	// ends.
 	ConnectAttempts int
 	// HeartbeatInterval is how often RTT is measured (default 2s). A heartbeat is also
 	// what makes a restarted relay answer a stateless reset (QUIC keep-alive PINGs are too
@@ -324,7 +325,7 @@ func (c *Client) Run(ctx context.Context) error {
 		if errors.As(err, &e) && e.Kind != KindUnreachable {
 			return err // permanent: retrying would fail the same way
 		}
-		if !established && attempt >= c.cfg.ConnectAttempts {
+		if !established && c.cfg.ConnectAttempts > 0 && attempt >= c.cfg.ConnectAttempts {
 			return err
 		}
 		if time.Since(start) > time.Minute {
