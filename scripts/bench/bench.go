@@ -178,14 +178,20 @@ func (b *bench) setup() error {
 
 // startRelay runs a dev relay on ports the kernel picks, reads them from its banner, and
 // makes it b.relay. Each relay gets a data directory of its own.
+//
+// QUIC and TLS share one port, as in production (an agent's --relay names one port).
 func (b *bench) startRelay(name string) error {
 	data, err := os.MkdirTemp(b.tmp, "relay-")
 	if err != nil {
 		return err
 	}
 	low := 20000 + rand.IntN(120)*100 // below the ephemeral range; the relay skips taken ports
+	agents, err := sharedPort()
+	if err != nil {
+		return err
+	}
 	args := []string{"--dev", "--data", data,
-		"--quic-addr", "127.0.0.1:0", "--https-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0",
+		"--quic-addr", agents, "--https-addr", agents, "--http-addr", "127.0.0.1:0",
 		"--tcp-ports", fmt.Sprintf("%d-%d", low, low+99), "--pprof-addr", "127.0.0.1:0", "--api-addr", "",
 		// Every client here comes from 127.0.0.1: the per-address limit (1000) would stop
 		// the 10,000 idle connections of the full run.
@@ -420,4 +426,22 @@ func (b *bench) report(took time.Duration, load0 string) string {
 		fmt.Fprintf(&s, "\nWarnings and errors the relay and agents logged:\n\n%s\n", strings.Join(notes, "\n"))
 	}
 	return s.String()
+}
+
+// sharedPort finds a loopback port free for both TCP and UDP (the relay's agents port).
+func sharedPort() (string, error) {
+	for range 20 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		addr := ln.Addr().String()
+		pc, err := net.ListenPacket("udp", addr)
+		ln.Close()
+		if err == nil {
+			pc.Close()
+			return addr, nil
+		}
+	}
+	return "", errors.New("no loopback port free for both TCP and UDP")
 }
