@@ -318,13 +318,14 @@ func WildcardCovers(pattern, name string) bool {
 	return pattern == name
 }
 
-// HostTunnels returns the account's tunnels bound to a hostname (http and tls).
+// HostTunnels returns the account's tunnels bound to a hostname (http and tls); "" gives
+// every account's.
 func (tb *Table) HostTunnels(account string) []*Tunnel {
 	tb.mu.RLock()
 	defer tb.mu.RUnlock()
 	var out []*Tunnel
 	for _, t := range tb.hosts {
-		if t.AccountID == account {
+		if account == "" || t.AccountID == account {
 			out = append(out, t)
 		}
 	}

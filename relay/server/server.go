@@ -413,6 +413,7 @@ func (s *Server) Serve(ctx context.Context) error {
 	s.sessions.Store(sessions)
 
 	var wg sync.WaitGroup
+	wg.Go(func() { s.followStore(ctx, tcpHost, sessions) })
 	if s.httpsLn != nil {
 		wg.Go(func() { s.edge.ServeHTTPS(s.httpsLn) }) //nolint:errcheck // ends on Close
 	}
@@ -637,16 +638,19 @@ func (s *Server) newAPIServer(ports config.PortRange, tcpHost string) *http.Serv
 			ln.Close()
 			return true
 		},
-		Changed: func() { s.dropCaches(); s.compileEdges(tcpHost) },
+		// Each change applies here at once, and is recorded for relays sharing the store.
+		Changed: func() { s.dropCaches(); s.compileEdges(tcpHost); s.bump() },
 		Revoked: func(credentialID string) {
 			if sessions := s.sessions.Load(); sessions != nil {
 				sessions.Revoke(credentialID)
 			}
+			s.bump()
 		},
 		Unreserved: func(account, name string) {
 			if sessions := s.sessions.Load(); sessions != nil {
 				sessions.Unreserved(account, name)
 			}
+			s.bump()
 		},
 		Tunnels: func(account string, labels map[string]string) []map[string]any {
 			out := []map[string]any{}
@@ -660,6 +664,60 @@ func (s *Server) newAPIServer(ports config.PortRange, tcpHost string) *http.Serv
 	return &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ReadTimeout: 30 * time.Second,
 		WriteTimeout: 30 * time.Second, IdleTimeout: 2 * time.Minute, MaxHeaderBytes: 64 << 10,
 		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug)}
+}
+
+// StorePoll is how often a relay reads the store's revision to apply the changes other
+// relays sharing it (PostgreSQL) made through their management APIs.
+var StorePoll = 2 * time.Second
+
+// bump records a change made through this relay's API for the relays sharing its store.
+func (s *Server) bump() {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if _, err := s.store.Bump(ctx); err != nil {
+		s.log.Warn("could not record a change for other relays sharing the store; they apply it at their next restart", "err", err)
+	}
+}
+
+// followStore applies changes made through other relays sharing the store (and, again,
+// this relay's own: applying is idempotent): reservations, certificates, edges, backends,
+// IP policies and event subscriptions are read again, tunnels whose name is no longer
+// reserved go offline, and sessions whose authtoken was deleted end.
+func (s *Server) followStore(ctx context.Context, tcpHost string, sessions *session.Server) {
+	// The first tick always applies: a change may have landed between this relay loading
+	// its state and this loop starting.
+	seen := int64(-1)
+	tick := time.NewTicker(StorePoll)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		rev, err := s.store.Revision(ctx)
+		if err != nil || rev == seen {
+			if err != nil && ctx.Err() == nil {
+				s.log.Warn("read the store's revision", "err", err)
+			}
+			continue
+		}
+		if err := s.Reload(ctx); err != nil {
+			s.log.Error("reload reservations from the store", "err", err)
+			continue // seen stays: try again on the next tick
+		}
+		seen = rev
+		s.compileEdges(tcpHost)
+		ended := sessions.Recheck() + sessions.RevokeMissing(func(id string) bool {
+			ok, err := s.store.CredentialExists(ctx, id)
+			return ok || err != nil // a failed lookup ends nothing
+		})
+		level := slog.LevelDebug
+		if ended > 0 {
+			level = slog.LevelInfo
+		}
+		s.log.Log(ctx, level, "applied configuration changes from the store", "revision", rev, "sessions_ended", ended)
+	}
 }
 
 // dropCaches forgets opened certificates and derived TLS configs after a change.

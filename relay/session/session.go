@@ -157,16 +157,31 @@ func (a *agent) end(perr *protocol.Error) {
 // deleted reservation name covered and that the account may no longer bind; the agents are
 // told which reservation went. It returns how many sessions it ended.
 func (s *Server) Unreserved(account, name string) int {
+	return s.endUnbindable(account, func(host string) bool { return route.WildcardCovers(name, host) || host == name },
+		func(host string) string {
+			return fmt.Sprintf("tunnel %s went offline: the reservation %s was deleted on the relay; reserve the name again (POST /reserved_domains) or use a name under %s", host, name, s.cfg.Domain)
+		})
+}
+
+// Recheck ends the sessions of agents holding a tunnel on a name their account may no
+// longer bind: a reservation deleted through another relay sharing the store, seen when
+// this one reloads its reservations. It returns how many sessions it ended.
+func (s *Server) Recheck() int {
+	return s.endUnbindable("", func(string) bool { return true }, func(host string) string {
+		return fmt.Sprintf("tunnel %s went offline: its account no longer holds a reservation for it (deleted through another relay); reserve the name again (POST /reserved_domains) or use a name under %s", host, s.cfg.Domain)
+	})
+}
+
+// endUnbindable ends the sessions holding a tunnel of account ("": any) on a name that
+// matches and that its account may no longer bind, telling each agent why.
+func (s *Server) endUnbindable(account string, match func(host string) bool, why func(host string) string) int {
 	ix := s.cfg.Domains
 	if ix == nil {
 		return 0
 	}
 	gone := map[route.Opener]string{}
 	for _, t := range s.cfg.Table.HostTunnels(account) {
-		if !route.WildcardCovers(name, t.Host) && t.Host != name {
-			continue
-		}
-		if ix.CanBind(account, t.Host) == nil {
+		if !match(t.Host) || ix.CanBind(t.AccountID, t.Host) == nil {
 			continue // another reservation (or the base domain) still covers it
 		}
 		gone[t.Session] = t.Host
@@ -177,10 +192,28 @@ func (s *Server) Unreserved(account, name string) int {
 	hit := s.agentsWhere(func(a *agent) bool { _, ok := gone[route.Opener(a.sess)]; return ok })
 	for _, a := range hit {
 		host := gone[route.Opener(a.sess)]
-		a.log.Info("agent session ended", "reason", "the reservation of a name it serves was deleted", "tunnel", host, "reservation", name)
-		a.end(protocol.Errorf(protocol.CodeBindRefused, "tunnel %s went offline: the reservation %s was deleted on the relay; reserve the name again (POST /reserved_domains) or use a name under %s", host, name, s.cfg.Domain))
+		a.log.Info("agent session ended", "reason", "the reservation of a name it serves was deleted", "tunnel", host)
+		a.end(&protocol.Error{Code: protocol.CodeBindRefused, Message: why(host)})
 	}
 	return len(hit)
+}
+
+// RevokeMissing ends the sessions whose authtoken's credential no longer exists (deleted
+// through another relay sharing the store); exists is asked once per credential in use.
+func (s *Server) RevokeMissing(exists func(credentialID string) bool) int {
+	ids := map[string]bool{}
+	for _, a := range s.agentsWhere(func(*agent) bool { return true }) {
+		if c := a.cred.Load(); c != nil {
+			ids[*c] = true
+		}
+	}
+	n := 0
+	for id := range ids {
+		if !exists(id) {
+			n += s.Revoke(id)
+		}
+	}
+	return n
 }
 
 // JoinData takes a direct data connection (ALPN protocol.DataALPN) an agent opened for

@@ -21,6 +21,11 @@ func Reopen(ctx context.Context, s *Store) (*Store, error) {
 	return Open(ctx, s.database, s.dataDir)
 }
 
+// OpenAlso opens the database s uses a second time, as a second relay sharing it does.
+func OpenAlso(ctx context.Context, s *Store) (*Store, error) {
+	return Open(ctx, s.database, s.dataDir)
+}
+
 var (
 	SchemaVersion         = schemaVersion
 	IsUniqueViolation     = isUniqueViolation

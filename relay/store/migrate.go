@@ -107,6 +107,15 @@ var migrations = [][]string{
 		)`,
 		`CREATE INDEX objects_account_kind ON objects (account_id, kind, id)`,
 	},
+	// 4: one revision counter that every relay sharing the database bumps after a change
+	// through its API, and polls to apply the others' changes (see changes.go).
+	{
+		`CREATE TABLE revision (
+			id INTEGER PRIMARY KEY,
+			rev BIGINT NOT NULL
+		)`,
+		`INSERT INTO revision (id, rev) VALUES (1, 0)`,
+	},
 }
 
 // schemaVersion is the schema version this binary migrates to.

@@ -107,6 +107,38 @@ func runStoreSuite(t *testing.T, open func(t *testing.T) *store.Store) {
 	t.Run("Objects", func(t *testing.T) { testObjects(t, open) })
 	t.Run("Reopen", func(t *testing.T) { testReopen(t, open) })
 	t.Run("ConcurrentWrites", func(t *testing.T) { testConcurrentWrites(t, open) })
+	t.Run("Revision", func(t *testing.T) { testRevision(t, open) })
+}
+
+// testRevision: a Bump through one store is seen by another on the same database (two
+// relays), and CredentialExists follows a deletion made through either.
+func testRevision(t *testing.T, open func(*testing.T) *store.Store) {
+	s := open(t)
+	ctx := t.Context()
+	other, err := store.OpenAlso(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { other.Close() })
+	r0 := must(other.Revision(ctx))(t)
+	r1 := must(s.Bump(ctx))(t)
+	if r1 == r0 {
+		t.Errorf("Bump = %d, want a revision after %d", r1, r0)
+	}
+	if got := must(other.Revision(ctx))(t); got != r1 {
+		t.Errorf("the other store's Revision = %d, want %d", got, r1)
+	}
+	alice := newAccount(t, s, "alice")
+	cred := must(s.CreateCredential(ctx, alice.ID, "laptop", ""))(t)
+	if !must(other.CredentialExists(ctx, cred.ID))(t) {
+		t.Errorf("CredentialExists(%s) = false after create", cred.ID)
+	}
+	if err := other.DeleteCredential(ctx, alice.ID, cred.ID); err != nil {
+		t.Fatal(err)
+	}
+	if must(s.CredentialExists(ctx, cred.ID))(t) {
+		t.Errorf("CredentialExists(%s) = true after delete", cred.ID)
+	}
 }
 
 // Helpers.
