@@ -44,17 +44,3 @@ func (c *countedConn) Close() error {
 
 // NetConn returns the wrapped connection.
 func (c *countedConn) NetConn() net.Conn { return c.Conn }
-
-// countedListener wraps the plain HTTP listener's connections.
-type countedListener struct {
-	net.Listener
-	e *Edge
-}
-
-func (l countedListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
-	}
-	return l.e.countHTTP(c, "http"), nil
-}

@@ -81,16 +81,18 @@ type Edge struct {
 	slots    transport.Slots // each public HTTP/1 connection's own stream to its agent
 	https    *http.Server    // serves HTTP over TLS connections the edge terminated
 	httpsLn  *transport.ConnQueue
-	plain    *http.Server // serves plain HTTP on the HTTP address
-	tlsHTTP  *tls.Config  // termination config for http tunnels (h2 + http/1.1)
-	tlsPlain *tls.Config  // termination config for tls tunnels (no ALPN preference)
+	plain    *http.Server         // serves plain HTTP on the HTTP address
+	tlsHTTP  *tls.Config          // termination config for http tunnels (h2 + http/1.1)
+	tlsPlain *tls.Config          // termination config for tls tunnels (no ALPN preference)
+	plainLn  *transport.ConnQueue // plain HTTP connections the lean path handed over
+	lean     leanConns            // connections on the lean HTTP/1.1 path (lean.go)
 	wg       sync.WaitGroup
 	ipLimit  *ipLimiter // nil: no per-address limit
 }
 
 // New returns an Edge. Call Close when done.
 func New(cfg Config) *Edge {
-	e := &Edge{cfg: cfg, log: cfg.Log, httpsLn: transport.NewConnQueue()}
+	e := &Edge{cfg: cfg, log: cfg.Log, httpsLn: transport.NewConnQueue(), plainLn: transport.NewConnQueue()}
 	if n := cmp.Or(cfg.MaxConnsPerIP, DefaultMaxConnsPerIP); n > 0 {
 		e.ipLimit = &ipLimiter{max: n, open: make(map[string]int), logged: make(map[string]time.Time)}
 	}
@@ -106,11 +108,8 @@ func New(cfg Config) *Edge {
 		plain = cfg.PlainHTTP(h)
 	}
 	e.plain = e.newHTTPServer(plain)
-	e.wg.Add(1)
-	go func() {
-		defer e.wg.Done()
-		e.https.Serve(e.httpsLn) //nolint:errcheck // ends with Close
-	}()
+	e.wg.Go(func() { e.https.Serve(e.httpsLn) }) //nolint:errcheck // ends with Close
+	e.wg.Go(func() { e.plain.Serve(e.plainLn) }) //nolint:errcheck
 	return e
 }
 
@@ -121,7 +120,7 @@ func (e *Edge) newHTTPServer(h http.Handler) *http.Server {
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    MaxHeaderBytes,
 		ErrorLog:          slog.NewLogLogger(e.log.Handler(), slog.LevelDebug),
-		ConnContext:       e.slots.ConnContext,
+		ConnContext:       e.connContext,
 		ConnState: func(c net.Conn, s http.ConnState) {
 			switch s {
 			case http.StateNew:
@@ -147,11 +146,9 @@ func (e *Edge) ServeHTTPS(ln net.Listener) error {
 
 // ServeHTTP serves plain HTTP on ln until ln is closed.
 func (e *Edge) ServeHTTP(ln net.Listener) error {
-	err := e.plain.Serve(countedListener{Listener: e.limit(ln), e: e})
-	if errors.Is(err, http.ErrServerClosed) {
-		return nil
-	}
-	return err
+	return e.acceptLoop(e.limit(ln), func(c net.Conn) {
+		e.serveLean(c, e.countHTTP(c, "http"), nil, e.plainLn)
+	})
 }
 
 // ServeTCP accepts public connections for one tcp tunnel until ln is closed.
@@ -259,6 +256,10 @@ func (e *Edge) handleTLS(raw net.Conn) {
 	case t.Proto == protocol.ProtoHTTP:
 		tc := tls.Server(e.countHTTP(c, "https"), e.termination(name, e.tlsHTTP))
 		if !e.handshake(tc, t, remote) {
+			return
+		}
+		if st := tc.ConnectionState(); st.NegotiatedProtocol != "h2" {
+			e.serveLean(raw, tc, &st, e.httpsLn)
 			return
 		}
 		e.conns.remove(raw) // the HTTPS server tracks it from here
@@ -402,9 +403,11 @@ func (e *Edge) join(c net.Conn, st transport.Stream, t *route.Tunnel) {
 // listeners). It reports whether everything finished before ctx ended.
 func (e *Edge) Drain(ctx context.Context) bool {
 	var wg sync.WaitGroup
+	e.lean.drain()
 	wg.Go(func() { e.https.Shutdown(ctx) }) //nolint:errcheck // ctx ending is the answer
 	wg.Go(func() { e.plain.Shutdown(ctx) }) //nolint:errcheck
 	e.httpsLn.Close()
+	e.plainLn.Close()
 	wg.Wait()
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
@@ -424,6 +427,7 @@ func (e *Edge) Close() {
 	e.plain.Close()
 	e.https.Close()
 	e.httpsLn.Close()
+	e.plainLn.Close()
 	e.conns.closeAll()
 	e.wg.Wait()
 }

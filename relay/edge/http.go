@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"html"
@@ -23,6 +24,10 @@ import (
 
 // serveHTTP routes a public HTTP request (plain or terminated TLS) on its Host.
 func (e *Edge) serveHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.TLS == nil {
+		// A TLS connection the lean path handed over arrives without its *tls.Conn.
+		r.TLS, _ = r.Context().Value(tlsStateKey{}).(*tls.ConnectionState)
+	}
 	for k := range r.Header {
 		if strings.IndexByte(k, '_') >= 0 {
 			// Some servers read X_Forwarded_For as X-Forwarded-For: a client could slip
@@ -158,23 +163,7 @@ func NewProxy(cfg ProxyConfig) http.Handler {
 		Transport:  cfg.Transport,
 		BufferPool: transport.ProxyBuffers{},
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			if errors.Is(err, context.Canceled) {
-				return // the client went away
-			}
-			if errors.Is(err, ErrNoTunnel) {
-				cfg.Log.Info("no tunnel online", "remote", r.RemoteAddr, "path", r.URL.Path)
-				errorPage(w, http.StatusBadGateway, "Bad gateway",
-					fmt.Sprintf("No agent serving %s is online.", cfg.Name), "Start one: ferry tunnel --label KEY=VALUE PORT, with the labels this edge's backend selects.")
-				return
-			}
-			var perr *protocol.Error
-			detail := "The relay could not reach the agent serving this tunnel."
-			if errors.As(err, &perr) && perr.Code == protocol.CodeUpstreamRefused {
-				detail = "The agent could not reach its upstream: " + perr.Message
-			}
-			cfg.Log.Warn("proxy error", "remote", r.RemoteAddr, "path", r.URL.Path, "err", err)
-			errorPage(w, http.StatusBadGateway, "Bad gateway",
-				fmt.Sprintf("Tunnel %s is online, but the request failed.", cfg.Name), detail)
+			proxyError(w, cfg.Log, cfg.Name, r.RemoteAddr, r.URL.Path, err)
 		},
 	}
 	if h == nil {
@@ -263,6 +252,27 @@ func breaker(name string, b *module.Breaker, obs *route.Observer, next http.Hand
 }
 
 type inboundKey struct{}
+
+// proxyError answers a request to the tunnel or edge name whose agent did not answer.
+func proxyError(w http.ResponseWriter, log *slog.Logger, name, remote, path string, err error) {
+	if errors.Is(err, context.Canceled) {
+		return // the client went away
+	}
+	if errors.Is(err, ErrNoTunnel) {
+		log.Info("no tunnel online", "remote", remote, "path", path)
+		errorPage(w, http.StatusBadGateway, "Bad gateway",
+			fmt.Sprintf("No agent serving %s is online.", name), "Start one: ferry tunnel --label KEY=VALUE PORT, with the labels this edge's backend selects.")
+		return
+	}
+	var perr *protocol.Error
+	detail := "The relay could not reach the agent serving this tunnel."
+	if errors.As(err, &perr) && perr.Code == protocol.CodeUpstreamRefused {
+		detail = "The agent could not reach its upstream: " + perr.Message
+	}
+	log.Warn("proxy error", "remote", remote, "path", path, "err", err)
+	errorPage(w, http.StatusBadGateway, "Bad gateway",
+		fmt.Sprintf("Tunnel %s is online, but the request failed.", name), detail)
+}
 
 // errorPage writes a small HTML page the relay serves itself (not the upstream), marked
 // with the header Ferry-Error so scripts can tell it apart.

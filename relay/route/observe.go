@@ -104,18 +104,39 @@ func (o *Observer) HTTP(account, tunnelID string, url func() string, next http.H
 		start := time.Now()
 		rec := &countingWriter{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
-		d := time.Since(start)
 		if rec.status == 0 {
 			rec.status = http.StatusOK
 		}
-		o.Metrics.HTTPRequest(rec.status, d)
-		o.publish(events.TypeHTTPRequestComplete, account, func() map[string]any {
-			return map[string]any{
-				events.FieldTunnelID: tunnelID, events.FieldURL: url(), events.FieldHost: r.Host, events.FieldMethod: r.Method,
-				events.FieldPath: r.URL.Path, events.FieldStatus: rec.status, events.FieldDurationMS: float64(d.Microseconds()) / 1000,
-				events.FieldBytesIn: max(r.ContentLength, 0), events.FieldBytesOut: rec.bytes, events.FieldClientIP: hostOnly(r.RemoteAddr)}
-		})
+		o.HTTPDone(&HTTPRequest{Account: account, TunnelID: tunnelID, URL: url(), Remote: r.RemoteAddr,
+			Host: []byte(r.Host), Method: []byte(r.Method), Path: []byte(r.URL.Path), Status: rec.status,
+			Duration: time.Since(start), BytesIn: max(r.ContentLength, 0), BytesOut: rec.bytes})
 	})
+}
+
+// HTTPRequest is a request the edge served, for HTTPDone. Host, Method and Path may
+// point into a buffer reused after HTTPDone returns.
+type HTTPRequest struct {
+	Account, TunnelID, URL, Remote string
+	Host, Method, Path             []byte
+	Status                         int
+	Duration                       time.Duration
+	BytesIn, BytesOut              int64
+}
+
+// HTTPDone reports a request the edge served: its metrics, and an event if anyone
+// subscribed.
+func (o *Observer) HTTPDone(r *HTTPRequest) {
+	if o == nil {
+		return
+	}
+	o.Metrics.HTTPRequest(r.Status, r.Duration)
+	if !o.wants(r.Account, events.TypeHTTPRequestComplete) {
+		return
+	}
+	o.Events.Publish(events.Event{Type: events.TypeHTTPRequestComplete, AccountID: r.Account, Fields: map[string]any{
+		events.FieldTunnelID: r.TunnelID, events.FieldURL: r.URL, events.FieldHost: string(r.Host), events.FieldMethod: string(r.Method),
+		events.FieldPath: string(r.Path), events.FieldStatus: r.Status, events.FieldDurationMS: float64(r.Duration.Microseconds()) / 1000,
+		events.FieldBytesIn: r.BytesIn, events.FieldBytesOut: r.BytesOut, events.FieldClientIP: hostOnly(r.Remote)}})
 }
 
 // countingWriter records the status and body bytes of an answer.
