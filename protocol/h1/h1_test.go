@@ -1,4 +1,4 @@
-package edge
+package h1
 
 import (
 	"bufio"
@@ -24,10 +24,10 @@ var leanSeeds = []string{
 	"GET / HTTP/1.1\nHost: a\n\n",
 }
 
-// FuzzLeanRequest: whatever request head the lean path accepts, net/http reads the same
+// FuzzRequest: whatever request head the lean path accepts, net/http reads the same
 // way (method, target, host, length, no transfer coding, keep-alive), before and after
 // the relay rewrites it: a request the two parsers disagree on could be smuggled.
-func FuzzLeanRequest(f *testing.F) {
+func FuzzRequest(f *testing.F) {
 	for _, s := range leanSeeds {
 		f.Add([]byte(s))
 	}
@@ -37,8 +37,8 @@ func FuzzLeanRequest(f *testing.F) {
 			return
 		}
 		head := b[:i+3]
-		var rq leanRequest
-		if !rq.parse(head) {
+		var rq Request
+		if !rq.Parse(head) {
 			return
 		}
 		check := func(what string, h []byte) {
@@ -46,10 +46,10 @@ func FuzzLeanRequest(f *testing.F) {
 			if err != nil {
 				t.Fatalf("%s: lean path accepted %q, net/http refuses it: %v", what, h, err)
 			}
-			if req.Method != string(rq.method) || req.RequestURI != string(rq.target) || req.Host != string(rq.host) ||
-				req.ContentLength != rq.contentLength || len(req.TransferEncoding) != 0 {
+			if req.Method != string(rq.Method) || req.RequestURI != string(rq.Target) || req.Host != string(rq.Host) ||
+				req.ContentLength != rq.ContentLength || len(req.TransferEncoding) != 0 {
 				t.Fatalf("%s: %q: lean reads %s %s host %q length %d; net/http %s %s host %q length %d te %v", what, h,
-					rq.method, rq.target, rq.host, rq.contentLength, req.Method, req.RequestURI, req.Host, req.ContentLength, req.TransferEncoding)
+					rq.Method, rq.Target, rq.Host, rq.ContentLength, req.Method, req.RequestURI, req.Host, req.ContentLength, req.TransferEncoding)
 			}
 			if what == "rewritten" {
 				for _, name := range []string{"Connection", "Keep-Alive", "Te", "Trailer", "Forwarded", "Proxy-Connection", "Proxy-Authorization"} {
@@ -60,22 +60,23 @@ func FuzzLeanRequest(f *testing.F) {
 				if got := req.Header.Values("X-Forwarded-For"); len(got) != 1 || got[0] != "192.0.2.1" {
 					t.Fatalf("rewritten head %q: X-Forwarded-For %q", h, got)
 				}
-			} else if req.Close != rq.close {
-				t.Fatalf("%q: lean close=%v, net/http %v", h, rq.close, req.Close)
+			} else if req.Close != rq.Close {
+				t.Fatalf("%q: lean close=%v, net/http %v", h, rq.Close, req.Close)
 			}
 		}
 		check("received", head)
 		var out bytes.Buffer
 		w := bufio.NewWriter(&out)
-		rq.writeHead(w, head, "192.0.2.1", false)
+		rq.WriteHead(w, head, append([]string{"x-forwarded-for"}, HopByHop...), nil)
+		w.WriteString("X-Forwarded-For: 192.0.2.1\r\n\r\n")
 		w.Flush()
 		check("rewritten", out.Bytes())
 	})
 }
 
-// FuzzLeanAnswer: an answer head the lean path accepts is one net/http reads with the
+// FuzzAnswer: an answer head the lean path accepts is one net/http reads with the
 // same status and framing, and the rewritten head it sends the client reads the same.
-func FuzzLeanAnswer(f *testing.F) {
+func FuzzAnswer(f *testing.F) {
 	for _, s := range []string{
 		"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n",
 		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
@@ -87,11 +88,11 @@ func FuzzLeanAnswer(f *testing.F) {
 		f.Add([]byte(s), false)
 	}
 	f.Fuzz(func(t *testing.T, b []byte, isHead bool) {
-		var a leanAnswer
+		var a Answer
 		var out bytes.Buffer
 		w := bufio.NewWriter(&out)
 		var head []byte
-		if err := a.readHead(bufio.NewReader(bytes.NewReader(b)), isHead, w, &head); err != nil {
+		if err := a.ReadHead(bufio.NewReader(bytes.NewReader(b)), isHead, w, &head); err != nil {
 			return
 		}
 		method := "GET"
@@ -102,16 +103,16 @@ func FuzzLeanAnswer(f *testing.F) {
 		if err != nil {
 			t.Fatalf("lean path accepted %q and wrote %q, which net/http refuses: %v", b, head, err)
 		}
-		if resp.StatusCode != a.status {
-			t.Fatalf("%q: status %d, net/http reads %d", b, a.status, resp.StatusCode)
+		if resp.StatusCode != a.Status {
+			t.Fatalf("%q: status %d, net/http reads %d", b, a.Status, resp.StatusCode)
 		}
 		switch {
-		case a.chunked:
+		case a.Chunked:
 			if len(resp.TransferEncoding) != 1 || resp.TransferEncoding[0] != "chunked" {
 				t.Fatalf("%q: lean reads chunked, net/http %v", head, resp.TransferEncoding)
 			}
-		case !a.noBody && !a.untilEOF && resp.ContentLength != a.contentLength:
-			t.Fatalf("%q: lean reads length %d, net/http %d", head, a.contentLength, resp.ContentLength)
+		case !a.NoBody && !a.UntilEOF && resp.ContentLength != a.ContentLength:
+			t.Fatalf("%q: lean reads length %d, net/http %d", head, a.ContentLength, resp.ContentLength)
 		}
 		if strings.Contains(string(head), "\r\n\r\n") {
 			t.Fatalf("rewritten head %q has a blank line inside", head)
