@@ -32,6 +32,8 @@ type httpProxy struct {
 	slots transport.Slots
 	// upstream is rp, or a file server for file:// tunnels.
 	upstream http.Handler
+	log      *slog.Logger
+	lean     leanSet // streams on the lean path (lean.go)
 }
 
 // forwardedHeaders are set by the relay (a trusted peer); ReverseProxy would strip them.
@@ -57,7 +59,7 @@ func newHTTPProxy(t *Tunnel, log *slog.Logger) *httpProxy {
 		DisableCompression:  true,
 		ForceAttemptHTTP2:   true,
 	}
-	p := &httpProxy{t: t, q: transport.NewConnQueue(), tr: tr}
+	p := &httpProxy{t: t, q: transport.NewConnQueue(), tr: tr, log: log}
 	var rt http.RoundTripper = tr
 	if t.Scheme == "http" {
 		// Each relay stream gets a connection of its own to a plain-HTTP upstream, used
@@ -87,13 +89,7 @@ func newHTTPProxy(t *Tunnel, log *slog.Logger) *httpProxy {
 			if errors.Is(err, context.Canceled) {
 				return
 			}
-			log.Warn("upstream unreachable", "tunnel", t.Name, "upstream", t.Upstream(), "err", err)
-			w.Header().Set("Content-Type", "text/html; charset=utf-8")
-			w.Header().Set("Cache-Control", "no-store")
-			w.Header().Set("Ferry-Error", "502 Bad gateway")
-			w.WriteHeader(http.StatusBadGateway)
-			fmt.Fprintf(w, "<!doctype html><html><head><title>502 Bad gateway</title></head><body style=\"font-family:sans-serif;max-width:40em;margin:4em auto\"><h1>502 Bad gateway</h1><p>Tunnel %s is online, but the request failed.</p><p>The agent could not reach its upstream %s: %s</p><hr><p><small>ferry agent</small></p></body></html>\n",
-				html.EscapeString(publicHost(r)), html.EscapeString(t.Upstream()), html.EscapeString(unwrapOp(err).Error()))
+			badGateway(w, t, log, publicHost(r.Header.Get("X-Forwarded-Host"), r.Host), err)
 		},
 	}
 	var handler http.Handler = p.rp
@@ -130,12 +126,17 @@ func newHTTPProxy(t *Tunnel, log *slog.Logger) *httpProxy {
 
 // serve hands one relay stream to the HTTP server.
 func (p *httpProxy) serve(st net.Conn) {
+	if p.t.leanable() {
+		p.serveLean(st)
+		return
+	}
 	if !p.q.Push(st) {
 		st.Close()
 	}
 }
 
 func (p *httpProxy) close() {
+	p.lean.closeAll()
 	p.q.Close()
 	p.srv.Close()
 	p.tr.CloseIdleConnections()
@@ -202,12 +203,24 @@ func (t *Tunnel) Replay(ctx context.Context, req inspect.Request, replayOf strin
 	return nil
 }
 
+// badGateway answers a request whose upstream did not: the agent's 502 page.
+func badGateway(w http.ResponseWriter, t *Tunnel, log *slog.Logger, host string, err error) {
+	log.Warn("upstream unreachable", "tunnel", t.Name, "upstream", t.Upstream(), "err", err)
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("Ferry-Error", "502 Bad gateway")
+	w.WriteHeader(http.StatusBadGateway)
+	fmt.Fprintf(w, "<!doctype html><html><head><title>502 Bad gateway</title></head><body style=\"font-family:sans-serif;max-width:40em;margin:4em auto\"><h1>502 Bad gateway</h1><p>Tunnel %s is online, but the request failed.</p><p>The agent could not reach its upstream %s: %s</p><hr><p><small>ferry agent</small></p></body></html>\n",
+		html.EscapeString(host), html.EscapeString(t.Upstream()), html.EscapeString(unwrapOp(err).Error()))
+}
+
 // publicHost is the tunnel's public name for an outgoing request: the relay's
-// X-Forwarded-Host (the Host header may have been rewritten by --host-header).
-func publicHost(r *http.Request) string {
-	h := r.Header.Get("X-Forwarded-Host")
+// X-Forwarded-Host xfh (the Host header may have been rewritten by --host-header), else
+// the Host.
+func publicHost(xfh, host string) string {
+	h := xfh
 	if h == "" {
-		h = r.Host
+		h = host
 	}
 	if host, _, err := net.SplitHostPort(h); err == nil {
 		return host

@@ -21,6 +21,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/textproto"
 	"strconv"
 
 	"github.com/ferrytunnel/ferry/protocol/transport"
@@ -120,6 +121,35 @@ func (rq *Request) Parse(h []byte) bool {
 		rq.ContentLength = 0
 	}
 	return true
+}
+
+// Detach copies the request's fields out of the head's buffer: call it before reading
+// further from the reader the head was peeked from (a body), which may reuse the buffer.
+func (rq *Request) Detach() {
+	b := make([]byte, 0, len(rq.Method)+len(rq.Target)+len(rq.Host))
+	b = append(append(append(b, rq.Method...), rq.Target...), rq.Host...)
+	m, t := len(rq.Method), len(rq.Method)+len(rq.Target)
+	rq.Method, rq.Target, rq.Host = b[:m:m], b[m:t:t], b[t:]
+}
+
+// Header returns the header lines of a head (request or answer; its first line and any
+// Host line skipped), as net/http would have read them: keys canonical, values trimmed.
+func Header(head []byte) http.Header {
+	h := make(http.Header)
+	_, rest, ok := cutLine(head)
+	for ok {
+		var line []byte
+		if line, rest, ok = cutLine(rest); !ok || len(line) == 0 {
+			break
+		}
+		name, value, _ := bytes.Cut(line, []byte(":"))
+		if EqualFold(name, "host") {
+			continue
+		}
+		k := textproto.CanonicalMIMEHeaderKey(string(name))
+		h[k] = append(h[k], string(bytes.Trim(value, " \t")))
+	}
+	return h
 }
 
 // IsHead reports whether the request is a HEAD (its answer has no body).

@@ -288,6 +288,7 @@ func (lc *leanConn) forward(t *route.Tunnel, rq *h1.Request, head []byte) (keep 
 			lc.br.Discard(len(head)) //nolint:errcheck
 			return lc.fail(t, rq, err)
 		}
+		rq.Detach()              // the body's bytes may reuse the head's buffer
 		lc.br.Discard(len(head)) //nolint:errcheck
 		if _, err = h1.CopyBody(lc.sbw, lc.br, rq.ContentLength, nil); err == nil {
 			err = lc.sbw.Flush()

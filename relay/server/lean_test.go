@@ -8,12 +8,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/ferrytunnel/ferry/agent/forward"
+	"github.com/ferrytunnel/ferry/agent/inspect"
 	"github.com/ferrytunnel/ferry/protocol/transport"
 	"github.com/ferrytunnel/ferry/relay/config"
 )
@@ -136,6 +138,12 @@ func (rc *rawClient) read(method string) (*http.Response, string) {
 // sent); each answer must arrive whole and in order, hop-by-hop headers must go, and
 // everything the lean path does not handle must still be served, by net/http.
 func TestLeanHTTP1(t *testing.T) {
+	for _, inspected := range []bool{false, true} {
+		t.Run(fmt.Sprintf("inspect=%v", inspected), func(t *testing.T) { testLeanHTTP1(t, inspected) })
+	}
+}
+
+func testLeanHTTP1(t *testing.T, inspected bool) {
 	r := newRelayTransport(t, "tcp")
 	up := &rawAnswers{}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -152,7 +160,11 @@ func TestLeanHTTP1(t *testing.T) {
 			go up.serve(c)
 		}
 	}()
-	a := r.startAgent(&forward.Tunnel{Name: "raw", Proto: "http", Addr: ln.Addr().String()})
+	var store *inspect.Store
+	if inspected {
+		store = inspect.NewStore()
+	}
+	a := r.startAgent(&forward.Tunnel{Name: "raw", Proto: "http", Addr: ln.Addr().String(), Inspect: inspected, Store: store})
 	for _, scheme := range []string{"http", "https"} {
 		url := a.url(t, scheme)
 		host := strings.TrimPrefix(strings.TrimPrefix(url, "https://"), "http://")
@@ -192,6 +204,13 @@ func TestLeanHTTP1(t *testing.T) {
 			if body != "abcdefg" || resp.Trailer.Get("X-Sum") != "7" {
 				t.Errorf("chunked answer: %q trailer %v", body, resp.Trailer)
 			}
+			if store != nil {
+				ex := store.List(1, "")[0]
+				if ex.Request.URI != "/chunked" || ex.Response == nil || string(ex.Response.Body.Data) != "abcdefg" ||
+					ex.Response.Header.Get("Transfer-Encoding") != "chunked" || ex.Request.Header.Get("X-Forwarded-For") != "127.0.0.1" {
+					t.Errorf("recorded exchange: %+v %+v", ex.Request, ex.Response)
+				}
+			}
 			rc.send(req("HEAD", "/head", ""))
 			if resp, body := rc.read("HEAD"); resp.StatusCode != 200 || resp.ContentLength != 5 || body != "" {
 				t.Errorf("HEAD: %d length %d body %q", resp.StatusCode, resp.ContentLength, body)
@@ -218,6 +237,11 @@ func TestLeanHTTP1(t *testing.T) {
 			rc.send(req("POST", "/post", "Content-Length: 11\r\n") + "hello world")
 			if resp, body := rc.read("POST"); resp.StatusCode != 200 || body != "/post" {
 				t.Errorf("POST: %d %q", resp.StatusCode, body)
+			}
+			if store != nil {
+				if ex := store.List(1, "")[0]; ex.Request.Method != "POST" || string(ex.Request.Body.Data) != "hello world" || string(ex.Response.Body.Data) != "/post" {
+					t.Errorf("recorded POST: %s %q -> %q", ex.Request.Method, ex.Request.Body.Data, ex.Response.Body.Data)
+				}
 			}
 			// Both lengths: chunked wins, the stale length goes.
 			rc.send(req("GET", "/both", ""))
@@ -248,7 +272,7 @@ func TestLeanHTTP1(t *testing.T) {
 				rc := dialRaw(t, r, scheme, url)
 				rc.send(tc.req)
 				resp, body := rc.read(tc.method)
-				if resp.StatusCode == 100 {
+				for resp.StatusCode == 100 { // from the relay, and from the agent when it inspects
 					resp, body = rc.read(tc.method)
 				}
 				if resp.StatusCode != 200 || !strings.HasPrefix(body, "/") {
@@ -318,5 +342,32 @@ func TestLeanDrain(t *testing.T) {
 	rc.c.SetReadDeadline(time.Now().Add(2 * time.Second)) //nolint:errcheck
 	if _, err := rc.br.ReadByte(); err == nil {
 		t.Error("the idle connection is still open after the relay stopped")
+	}
+}
+
+// TestLeanUpstreamClosesIdle: an upstream that closes idle keep-alive connections
+// quickly (as many do) must not turn the next request into an error: the agent retries a
+// safe request once on a fresh connection. Inspected, so the agent's lean path reads it.
+func TestLeanUpstreamClosesIdle(t *testing.T) {
+	r := newRelayTransport(t, "tcp")
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		io.WriteString(w, req.URL.Path) //nolint:errcheck
+	}))
+	up.Config.IdleTimeout = 50 * time.Millisecond
+	up.Start()
+	t.Cleanup(up.Close)
+	store := inspect.NewStore()
+	a := r.startAgent(&forward.Tunnel{Name: "idle-up", Proto: "http", Addr: up.Listener.Addr().String(), Inspect: true, Store: store})
+	url := a.url(t, "http")
+	rc := dialRaw(t, r, "http", url)
+	for i := range 4 {
+		rc.send(fmt.Sprintf("GET /r%d HTTP/1.1\r\nHost: %s\r\n\r\n", i, strings.TrimPrefix(url, "http://")))
+		if resp, body := rc.read("GET"); resp.StatusCode != 200 || body != fmt.Sprintf("/r%d", i) {
+			t.Fatalf("request %d after the upstream closed its idle connection: %d %q", i, resp.StatusCode, body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if n := len(store.List(10, "")); n != 4 {
+		t.Errorf("%d exchanges recorded, want 4", n)
 	}
 }
