@@ -182,18 +182,18 @@ func (ls *leanStream) forward(rq *h1.Request, head []byte) (keep bool, err error
 			if err == nil {
 				err = a.ReadHead(ls.ubr, rq.IsHead(), ls.bw, &ls.answer)
 			}
-			ls.br.Discard(len(head)) //nolint:errcheck // peeked
 			if err == nil {
+				ls.br.Discard(len(head)) //nolint:errcheck // peeked
 				break
 			}
 			ls.dropUpstream()
 			// An upstream connection that sat idle may have been closed by the upstream
 			// just as this request went out: try a fresh one, once, for requests safe to
-			// send twice.
+			// send twice. The head is still unread: a hand-off passes it on whole.
 			if reused && attempt == 0 && a.Interim == 0 && h1.Idempotent(rq.Method) {
-				ls.unread(head)
 				continue
 			}
+			ls.br.Discard(len(head)) //nolint:errcheck
 			return ls.fail(rq, ex, err)
 		}
 		rq.Detach()
@@ -246,28 +246,6 @@ func (ls *leanStream) forward(rq *h1.Request, head []byte) (keep bool, err error
 		return false, nil
 	}
 	return !a.UntilEOF, nil
-}
-
-// unread puts a request head back in front of the stream's reader for a retry.
-func (ls *leanStream) unread(head []byte) {
-	rest := make([]byte, ls.br.Buffered())
-	ls.br.Read(rest) //nolint:errcheck // buffered
-	ls.br = bufio.NewReaderSize(&prefixReader{b: append(append([]byte(nil), head...), rest...), r: ls.st}, h1.BufSize)
-}
-
-// prefixReader reads b, then r.
-type prefixReader struct {
-	b []byte
-	r net.Conn
-}
-
-func (p *prefixReader) Read(b []byte) (int, error) {
-	if len(p.b) > 0 {
-		n := copy(b, p.b)
-		p.b = p.b[n:]
-		return n, nil
-	}
-	return p.r.Read(b)
 }
 
 // fail answers a request whose upstream did not answer with the agent's 502 page (the

@@ -371,3 +371,39 @@ func TestLeanUpstreamClosesIdle(t *testing.T) {
 		t.Errorf("%d exchanges recorded, want 4", n)
 	}
 }
+
+// TestLeanUpstreamGone: after the upstream goes away, a request on a relay stream the
+// agent already served (HTTP/2 at the edge reuses pooled streams) gets the agent's 502
+// page, not a hang: the retry on a fresh upstream connection fails to dial and hands the
+// request, unread, to the agent's HTTP server.
+func TestLeanUpstreamGone(t *testing.T) {
+	r := newRelayTransport(t, "quic")
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		io.WriteString(w, req.URL.Path) //nolint:errcheck
+	}))
+	store := inspect.NewStore()
+	a := r.startAgent(&forward.Tunnel{Name: "gone", Proto: "http", Addr: up.Listener.Addr().String(), Inspect: true, Store: store})
+	c := r.httpClient(true)
+	fetch := func(path string) (int, string) {
+		resp, err := c.Get(a.url(t, "https") + path)
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for range 3 {
+		if code, _ := fetch("/here"); code != 200 {
+			t.Fatalf("before: %d", code)
+		}
+	}
+	up.Close()
+	c.Timeout = 5 * time.Second
+	if code, body := fetch("/gone"); code != 502 || !strings.Contains(body, "could not reach its upstream") {
+		t.Fatalf("after the upstream went away: %d %q, want the agent's 502", code, body)
+	}
+	if ex := store.List(1, "")[0]; ex.Request.URI != "/gone" || ex.Error == "" && (ex.Response == nil || ex.Response.StatusCode != 502) {
+		t.Errorf("recorded: %+v", ex)
+	}
+}
