@@ -96,7 +96,7 @@ func (b *bench) transportRows(transport string) {
 	if raw, err := b.startAgent("http", transport, "--inspect=false"); err != nil {
 		b.add(measure{metric: "start agent (http tunnel, --inspect=false)", transport: transport, err: err})
 	} else {
-		b.rpsRow(transport, b.httpTunnelURL(raw), "agent --inspect=false", nil)
+		b.rpsRow(transport, b.httpTunnelURL(raw), "agent --inspect=false", nil, raw.child)
 		b.stopChild(raw.child)
 	}
 	b.connRateRow(path)
@@ -257,8 +257,10 @@ func (b *bench) httpTunnelURL(a *agentProc) string {
 }
 
 // rpsRow measures small HTTP requests per second through a tunnel's URL against direct,
-// and returns the rate function for other rows.
-func (b *bench) rpsRow(transport, tunnel, note string, goal *target) func(string) func() (float64, error) {
+// and returns the rate function for other rows. With agent set (a Ferry tunnel), it also
+// reports the relay's and the agent's CPU time per request: steadier than the rate on a
+// busy machine, whose direct and tunnel rates move with whatever else runs.
+func (b *bench) rpsRow(transport, tunnel, note string, goal *target, agent *child) func(string) func() (float64, error) {
 	scheme, _, _ := strings.Cut(tunnel, "://")
 	rate := func(base string) func() (float64, error) {
 		return func() (float64, error) {
@@ -270,7 +272,28 @@ func (b *bench) rpsRow(transport, tunnel, note string, goal *target) func(string
 	m := measure{metric: fmt.Sprintf("HTTP/1.1 req/s, %d keep-alive clients, 1 KiB answers (%s edge, %s)", rpsWorkers, scheme, note),
 		transport: transport, unit: "req/s", compare: compareRatio}
 	m.target = goal
-	b.pair(m, rate("http://"+b.up.httpAddr()), rate(tunnel))
+	var use usageMeter
+	if agent != nil {
+		use.procs = []*child{b.relay.child, agent}
+	}
+	tunnelRate := rate(tunnel)
+	b.pair(m, rate("http://"+b.up.httpAddr()), func() (float64, error) {
+		if err := use.begin(); err != nil {
+			return 0, err
+		}
+		r, err := tunnelRate()
+		if err != nil {
+			return r, err
+		}
+		return r, use.end(int64(r * b.size.rpsTime.Seconds()))
+	})
+	if agent == nil || use.bytes == 0 {
+		return rate
+	}
+	for i, who := range []string{"relay", "agent"} {
+		b.add(measure{metric: fmt.Sprintf("%s CPU per request (the row above; includes connection setup)", who), transport: transport,
+			unit: "µs", direct: noDirect(), tunnel: use.secs[i] / float64(use.bytes) * 1e6})
+	}
 	return rate
 }
 
@@ -291,7 +314,7 @@ func (b *bench) httpRows(transport string, a *agentProc) {
 	b.pair(measure{metric: fmt.Sprintf("bulk HTTP/1.1, 1 conn (POST %s, then GET %s; %s edge)", sizeText(n), sizeText(n), scheme),
 		transport: transport, unit: "MiB/s", compare: compareRatio}, bulk(direct), bulk(tunnel))
 
-	rate := b.rpsRow(transport, tunnel, "inspection on", atLeastRatio(0.5))
+	rate := b.rpsRow(transport, tunnel, "inspection on", atLeastRatio(0.5), a.child)
 
 	// The floor of any two-hop HTTP path: the same requests through the bare TLS chain,
 	// whose hops only copy bytes (no HTTP parsing, one TLS leg instead of Ferry's two).
@@ -570,7 +593,7 @@ func (b *bench) runPeer(p peer) {
 	if u, err := peerHTTP(c); err != nil {
 		b.add(measure{metric: "HTTP req/s", transport: p.name, err: err})
 	} else if u != "" {
-		b.rpsRow(p.name, u, "the peer's own settings", nil)
+		b.rpsRow(p.name, u, "the peer's own settings", nil, nil)
 	}
 	b.connRateRow(path)
 	b.latencyRows(path)
