@@ -298,6 +298,7 @@ func (c *compiler) routeHandler(account, name string, rt Route, log *slog.Logger
 		return nil, err
 	} else if ok {
 		cfg.CookieSecret, cfg.Logger, cfg.HTTPClient = c.d.CookieSecret, log, c.d.AuthClient
+		cfg.OnReject = func() { c.d.Observer.Rejected("oauth") }
 		if cfg.Provider == "saml" {
 			if c.d.SAMLKey == nil {
 				return nil, errors.New("saml: the relay has no service-provider key")

@@ -39,7 +39,7 @@ func newOAuthRelay(t *testing.T, caRoots string, log io.Writer, names ...string)
 	t.Helper()
 	o := servertest.Options{Log: testLogger(t), APIAddr: "127.0.0.1:0",
 		Names:     append([]string{servertest.Domain, "*." + servertest.Domain, "127.0.0.1"}, names...),
-		Configure: func(c *config.Config) { c.OAuthCARoots = caRoots }}
+		Configure: func(c *config.Config) { c.OAuthCARoots = caRoots; c.MetricsAddr = "127.0.0.1:0" }}
 	if log != nil {
 		o.Log = slog.New(slog.NewTextHandler(io.MultiWriter(t.Output(), log), nil))
 	}
@@ -337,6 +337,9 @@ func TestOIDCEdge(t *testing.T) {
 	}
 	if other.hasSession(base) {
 		t.Error("a user outside email_domains got a session cookie")
+	}
+	if want := `ferry_relay_module_rejections_total{module="oauth"} 1`; !strings.Contains(scrapeMetrics(t, r), want) {
+		t.Errorf("/metrics lacks %q after the denial", want)
 	}
 	// Alice's session is unaffected.
 	if resp, _, _ := b.get(t, base+"/still", nil); resp.StatusCode != 200 {

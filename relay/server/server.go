@@ -921,7 +921,8 @@ func (s *Server) tlsOnly(name string) bool {
 func (s *Server) tunnelOAuth(name string, o *protocol.BindOAuth) (route.Middleware, error) {
 	return oauth.New(oauth.Config{Provider: o.Provider, IssuerURL: o.Issuer, ClientID: o.ClientID, ClientSecret: o.ClientSecret,
 		Scopes: o.Scopes, AllowEmails: o.AllowEmails, AllowDomains: o.AllowDomains,
-		CookieSecret: s.keybox.DeriveKey("oauth cookies")[:], HTTPClient: s.authClient, Logger: s.log.With("tunnel", name)})
+		CookieSecret: s.keybox.DeriveKey("oauth cookies")[:], HTTPClient: s.authClient, Logger: s.log.With("tunnel", name),
+		OnReject: func() { s.observer.Rejected("oauth") }})
 }
 
 // samlKey returns the relay's SAML service-provider key and certificate.

@@ -122,6 +122,9 @@ type Config struct {
 	Now func() time.Time
 	// Logger receives provider failures and denials (nil: discarded).
 	Logger *slog.Logger
+	// OnReject, when set, is called for each sign-in the module refuses: the provider
+	// said no, its answer did not verify, or the user is not allowed (metrics).
+	OnReject func()
 }
 
 // oauthProviders are the providers that use the OAuth 2.0 code flow.

@@ -709,6 +709,7 @@ func (m *Middleware) serveCallback(w http.ResponseWriter, r *http.Request) {
 		if d := q.Get("error_description"); d != "" {
 			msg = "The identity provider did not sign you in: " + shorten(d, 300)
 		}
+		m.rejected()
 		writePage(w, http.StatusForbidden, retryLink(page{Title: "Sign-in refused", Message: msg}))
 		return
 	}
@@ -745,6 +746,7 @@ func (m *Middleware) finishLogin(w http.ResponseWriter, r *http.Request, id *ide
 	if !d.allowed {
 		m.log.Info("oauth: access denied", "host", r.Host, "provider", m.cfg.Provider, "user", id.ID, "email", d.email)
 		m.clearSession(w, r)
+		m.rejected()
 		writePage(w, http.StatusForbidden, page{
 			Title:   "Access denied",
 			Message: denyReason(id) + " Ask the owner of this site for access, or sign in with another account.",
@@ -766,12 +768,20 @@ func (m *Middleware) finishLogin(w http.ResponseWriter, r *http.Request, id *ide
 	http.Redirect(w, r, ret, code)
 }
 
+// rejected counts a refused sign-in.
+func (m *Middleware) rejected() {
+	if m.cfg.OnReject != nil {
+		m.cfg.OnReject()
+	}
+}
+
 func (m *Middleware) loginFailed(w http.ResponseWriter, r *http.Request, err error) {
 	if !rejected(err) {
 		m.providerDown(w, r, err)
 		return
 	}
 	m.log.Info("oauth: sign-in failed", "host", r.Host, "provider", m.cfg.Provider, "err", err)
+	m.rejected()
 	writePage(w, http.StatusForbidden, retryLink(page{
 		Title:   "Sign-in failed",
 		Message: "The identity provider's answer could not be verified.",
