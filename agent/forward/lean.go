@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -49,12 +48,9 @@ type leanStream struct {
 	st  net.Conn
 	br  *bufio.Reader
 	bw  *bufio.Writer
-	// The stream's own upstream connection, or none yet.
-	up     net.Conn
-	ubr    *bufio.Reader
-	ubw    *bufio.Writer
-	answer []byte // an answer's head
-	host   []byte // the Host to send (--host-header), nil: the client's
+	// f carries requests over the stream's own upstream connection.
+	f    h1.Forwarder
+	host []byte // the Host to send (--host-header), nil: the client's
 }
 
 // leanSet tracks the streams on the lean path, so close can end them.
@@ -103,6 +99,7 @@ func (p *httpProxy) serveLean(st net.Conn) {
 	t := p.t
 	t.Conns.Add(1)
 	ls := &leanStream{p: p, log: p.log, st: st, br: bufio.NewReaderSize(st, h1.BufSize)}
+	ls.f.In, ls.f.InR, ls.f.Dial = st, ls.br, ls.dial
 	switch t.HostHeader {
 	case "":
 	case "rewrite":
@@ -127,7 +124,7 @@ func (p *httpProxy) serveLean(st net.Conn) {
 
 // serve runs requests until the stream ends (false) or must go to net/http (true).
 func (ls *leanStream) serve() bool {
-	defer ls.dropUpstream()
+	defer ls.f.DropOut()
 	for {
 		ls.st.SetReadDeadline(time.Now().Add(leanIdle)) //nolint:errcheck
 		if _, err := ls.br.Peek(1); err != nil {
@@ -144,8 +141,8 @@ func (ls *leanStream) serve() bool {
 		if !rq.Parse(head) {
 			return true
 		}
-		keep, err := ls.forward(&rq, head)
-		if errors.Is(err, h1.ErrHandOff) {
+		keep, handOff := ls.forward(&rq, head)
+		if handOff {
 			return true
 		}
 		if ls.bw.Flush() != nil || !keep {
@@ -155,102 +152,49 @@ func (ls *leanStream) serve() bool {
 }
 
 // forward sends rq to the upstream and copies the answer back, recording the exchange
-// when the tunnel inspects. errHandOff: nothing was sent or consumed.
-func (ls *leanStream) forward(rq *h1.Request, head []byte) (keep bool, err error) {
+// when the tunnel inspects. handOff: nothing was sent or consumed.
+func (ls *leanStream) forward(rq *h1.Request, head []byte) (keep, handOff bool) {
 	t := ls.p.t
-	var ex *inspect.Exchange
-	var reqBody, respBody *inspect.Capture
-	if t.Inspect && t.Store != nil {
-		ex = ls.exchange(rq, head)
-		reqBody, respBody = &inspect.Capture{}, &inspect.Capture{}
-	}
 	if ls.bw == nil {
 		ls.bw = bufio.NewWriterSize(ls.st, h1.BufSize)
+		ls.f.InW = ls.bw
 	}
-	var a h1.Answer
-	for attempt := 0; ; attempt++ {
-		reused := ls.up != nil
-		if !reused {
-			if err := ls.dial(); err != nil {
-				return false, h1.ErrHandOff // the HTTP server dials again and answers 502
-			}
+	x := &h1.Exchange{Req: rq, Head: head, WriteHead: func(w *bufio.Writer) {
+		rq.WriteHead(w, head, h1.HopByHop, ls.host)
+		w.WriteString("\r\n") //nolint:errcheck // sticky
+	}}
+	var ex *inspect.Exchange
+	var reqBody, respBody inspect.Capture
+	if t.Inspect && t.Store != nil {
+		ex = ls.exchange(rq, head)
+		x.ReqTee, x.RespTee = &reqBody, &respBody
+		x.AnswerHead = func(a *h1.Answer, h []byte) {
+			ex.Response = &inspect.Response{StatusCode: a.Status, Status: fmt.Sprintf("%d %s", a.Status, http.StatusText(a.Status)),
+				Proto: "HTTP/1.1", Header: h1.Header(h)}
 		}
-		rq.WriteHead(ls.ubw, head, h1.HopByHop, ls.host)
-		ls.ubw.WriteString("\r\n") //nolint:errcheck // sticky
-		if rq.ContentLength == 0 {
-			err = ls.ubw.Flush()
-			if err == nil {
-				err = a.ReadHead(ls.ubr, rq.IsHead(), ls.bw, &ls.answer)
-			}
-			if err == nil {
-				ls.br.Discard(len(head)) //nolint:errcheck // peeked
-				break
-			}
-			ls.dropUpstream()
-			// An upstream connection that sat idle may have been closed by the upstream
-			// just as this request went out: try a fresh one, once, for requests safe to
-			// send twice. The head is still unread: a hand-off passes it on whole.
-			if reused && attempt == 0 && a.Interim == 0 && h1.Idempotent(rq.Method) {
-				continue
-			}
-			ls.br.Discard(len(head)) //nolint:errcheck
-			return ls.fail(rq, ex, err)
-		}
-		rq.Detach()
-		ls.br.Discard(len(head)) //nolint:errcheck
-		if _, err = h1.CopyBody(ls.ubw, ls.br, rq.ContentLength, captureOrNil(reqBody)); err == nil {
-			err = ls.ubw.Flush()
-		}
-		if err == nil {
-			err = a.ReadHead(ls.ubr, rq.IsHead(), ls.bw, &ls.answer)
-		}
-		if err != nil {
-			ls.dropUpstream()
-			return ls.fail(rq, ex, err)
-		}
-		break
 	}
-	if _, err := ls.bw.Write(ls.answer); err != nil {
-		return false, nil
-	}
-	if a.UntilEOF {
-		ls.bw.WriteString("Connection: close\r\n") //nolint:errcheck // sticky
-	}
-	ls.bw.WriteString("\r\n") //nolint:errcheck
-	if ex != nil {
-		ex.Response = &inspect.Response{StatusCode: a.Status, Status: fmt.Sprintf("%d %s", a.Status, http.StatusText(a.Status)),
-			Proto: "HTTP/1.1", Header: h1.Header(ls.answer)}
-	}
-	if cap(ls.answer) > h1.BufSize {
-		ls.answer = nil // an unusual head: don't keep its buffer
-	}
+	res := ls.f.Forward(x)
 	switch {
-	case a.NoBody:
-	case a.Chunked:
-		_, err = h1.CopyChunked(ls.bw, ls.ubr, captureOrNil(respBody))
-	case a.UntilEOF:
-		_, err = h1.CopyBody(ls.bw, ls.ubr, -1, captureOrNil(respBody))
-	default:
-		_, err = h1.CopyBody(ls.bw, ls.ubr, a.ContentLength, captureOrNil(respBody))
+	case res.HandOff:
+		return false, true // the HTTP server dials again, answers 502 and records it
+	case res.Failed != nil:
+		ls.fail(rq, ex, res.Failed)
+		return false, false
 	}
-	if err != nil || a.UntilEOF || a.Close {
-		ls.dropUpstream()
-	}
-	if ex != nil {
+	if ex != nil && res.Answered {
 		ex.Duration = time.Since(ex.Start)
 		ex.Request.Body, ex.Response.Body = reqBody.Body(), respBody.Body()
 		t.Store.Add(ex)
 	}
-	if err != nil {
-		ls.log.Info("answer not fully forwarded", "tunnel", t.Name, "err", err)
-		return false, nil
+	if res.Err != nil && !res.Gone {
+		ls.log.Info("request not completed", "tunnel", t.Name, "err", res.Err)
 	}
-	return !a.UntilEOF, nil
+	return res.Keep, false
 }
 
 // fail answers a request whose upstream did not answer with the agent's 502 page (the
 // stream closes after it) and records the exchange with the error.
-func (ls *leanStream) fail(rq *h1.Request, ex *inspect.Exchange, err error) (bool, error) {
+func (ls *leanStream) fail(rq *h1.Request, ex *inspect.Exchange, err error) {
 	rec := h1.NewRecorder()
 	// The stream's Host is the public name (--host-header applies to the upstream's copy).
 	badGateway(rec, ls.p.t, ls.log, publicHost("", string(rq.Host)), err)
@@ -260,7 +204,6 @@ func (ls *leanStream) fail(rq *h1.Request, ex *inspect.Exchange, err error) (boo
 		ex.Error = unwrapOp(err).Error()
 		ls.p.t.Store.Add(ex)
 	}
-	return false, nil
 }
 
 // exchange starts the record of rq.
@@ -275,7 +218,7 @@ func (ls *leanStream) exchange(rq *h1.Request, head []byte) *inspect.Exchange {
 }
 
 // dial opens the stream's own upstream connection.
-func (ls *leanStream) dial() error {
+func (ls *leanStream) dial() (net.Conn, error) {
 	t := ls.p.t
 	ctx, cancel := context.WithTimeout(context.Background(), DialTimeout)
 	defer cancel()
@@ -284,25 +227,5 @@ func (ls *leanStream) dial() error {
 	if t.Network == "unix" {
 		network = "unix"
 	}
-	c, err := d.DialContext(ctx, network, t.Addr)
-	if err != nil {
-		return err
-	}
-	ls.up, ls.ubr, ls.ubw = c, bufio.NewReaderSize(c, h1.BufSize), bufio.NewWriterSize(c, h1.BufSize)
-	return nil
-}
-
-func (ls *leanStream) dropUpstream() {
-	if ls.up != nil {
-		ls.up.Close()
-		ls.up, ls.ubr, ls.ubw = nil, nil, nil
-	}
-}
-
-// captureOrNil keeps a nil *Capture from becoming a non-nil io.Writer.
-func captureOrNil(c *inspect.Capture) io.Writer {
-	if c == nil {
-		return nil
-	}
-	return c
+	return d.DialContext(ctx, network, t.Addr)
 }

@@ -101,12 +101,9 @@ type leanConn struct {
 	clientIP string
 	plain    bool // on the plain-HTTP port (ACME HTTP-01 answers live there)
 
-	// The connection's own stream to its tunnel's agent, or none yet.
-	t      *route.Tunnel
-	st     net.Conn
-	sbr    *bufio.Reader
-	sbw    *bufio.Writer
-	answer []byte // an answer's head, rewritten for the client
+	// f carries requests over the connection's own stream to the agent of t.
+	f h1.Forwarder
+	t *route.Tunnel
 
 	mu   sync.Mutex // guards idle against Drain
 	idle bool
@@ -117,6 +114,7 @@ type leanConn struct {
 func (e *Edge) serveLean(raw, c net.Conn, state *tls.ConnectionState, queue *transport.ConnQueue) {
 	lc := &leanConn{e: e, c: c, raw: raw, tls: state, queue: queue, plain: state == nil,
 		remote: raw.RemoteAddr().String(), br: bufio.NewReaderSize(c, h1.BufSize)}
+	lc.f.In, lc.f.InR = c, lc.br
 	lc.clientIP = hostOnly(lc.remote)
 	if !e.lean.add(lc) {
 		c.Close()
@@ -126,7 +124,7 @@ func (e *Edge) serveLean(raw, c net.Conn, state *tls.ConnectionState, queue *tra
 	if lc.serve() {
 		return // handed off
 	}
-	lc.dropStream()
+	lc.f.DropOut()
 	c.Close()
 }
 
@@ -157,8 +155,8 @@ func (lc *leanConn) serve() bool {
 			return lc.handOff()
 		}
 		lc.c.SetReadDeadline(time.Time{}) //nolint:errcheck // bodies: as net/http, no deadline
-		keep, err := lc.forward(t, &rq, head)
-		if errors.Is(err, h1.ErrHandOff) {
+		keep, handOff := lc.forward(t, &rq, head)
+		if handOff {
 			return lc.handOff()
 		}
 		if !keep {
@@ -183,7 +181,7 @@ func (lc *leanConn) waitRequest(wait time.Duration) bool {
 	defer lc.setIdle(false)
 	for {
 		d := time.Until(deadline)
-		if lc.st != nil {
+		if lc.f.Out != nil {
 			d = min(d, transport.SlotIdle)
 		}
 		if !lc.setIdle(true) {
@@ -199,8 +197,8 @@ func (lc *leanConn) waitRequest(wait time.Duration) bool {
 			return true
 		}
 		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() && lc.st != nil && time.Now().Before(deadline) && !lc.e.lean.isDraining() {
-			lc.dropStream()
+		if errors.As(err, &ne) && ne.Timeout() && lc.f.Out != nil && time.Now().Before(deadline) && !lc.e.lean.isDraining() {
+			lc.f.DropOut()
 			continue
 		}
 		return false
@@ -253,100 +251,46 @@ func leanTunnel(t *route.Tunnel) bool {
 }
 
 // forward sends rq (its head is head, still unread in br) to t's agent and copies the
-// answer back. It reports whether the connection may serve another request; h1.ErrHandOff
-// means nothing was sent or consumed and net/http should serve the request.
-func (lc *leanConn) forward(t *route.Tunnel, rq *h1.Request, head []byte) (keep bool, err error) {
+// answer back. It reports whether the connection may serve another request, and
+// handOff when nothing was sent or consumed and net/http should serve the request.
+func (lc *leanConn) forward(t *route.Tunnel, rq *h1.Request, head []byte) (keep, handOff bool) {
 	start := time.Now()
 	if lc.bw == nil {
 		lc.bw = bufio.NewWriterSize(lc.c, h1.BufSize)
+		lc.f.InW = lc.bw
 	}
-	var a h1.Answer
-	for attempt := 0; ; attempt++ {
-		reused := lc.st != nil && lc.t == t
-		if !reused {
-			lc.dropStream()
-			if err := lc.dial(t); err != nil {
-				return false, h1.ErrHandOff // net/http dials again and explains the failure
-			}
-		}
-		writeHead(lc.sbw, rq, head, lc.clientIP, lc.tls != nil)
-		if rq.ContentLength == 0 {
-			err = lc.sbw.Flush()
-			if err == nil {
-				err = a.ReadHead(lc.sbr, rq.IsHead(), lc.bw, &lc.answer)
-			}
-			if err == nil {
-				lc.br.Discard(len(head)) //nolint:errcheck // peeked
-				break
-			}
-			lc.dropStream()
-			// A stream that sat idle may have been closed by the agent just as this
-			// request went out: try a fresh one, once, for requests safe to send twice.
-			if reused && attempt == 0 && a.Interim == 0 && h1.Idempotent(rq.Method) {
-				continue
-			}
-			lc.br.Discard(len(head)) //nolint:errcheck
-			return lc.fail(t, rq, err)
-		}
-		rq.Detach()              // the body's bytes may reuse the head's buffer
-		lc.br.Discard(len(head)) //nolint:errcheck
-		if _, err = h1.CopyBody(lc.sbw, lc.br, rq.ContentLength, nil); err == nil {
-			err = lc.sbw.Flush()
-		}
-		if err != nil {
-			lc.dropStream()
-			t.Log.Info("request body not forwarded", "remote", lc.remote, "err", err)
-			return false, nil
-		}
-		if err = a.ReadHead(lc.sbr, rq.IsHead(), lc.bw, &lc.answer); err != nil {
-			lc.dropStream()
-			return lc.fail(t, rq, err)
-		}
-		break
+	if lc.t != t {
+		lc.f.DropOut()
+		lc.t = t
+		lc.f.Dial = func() (net.Conn, error) { return lc.dial(t) }
 	}
-	closeAfter := rq.Close || a.UntilEOF
-	if _, err := lc.bw.Write(lc.answer); err != nil {
-		lc.dropStream()
-		return false, nil
-	}
-	if closeAfter {
-		lc.bw.WriteString("Connection: close\r\n") //nolint:errcheck // sticky error
-	}
-	lc.bw.WriteString("\r\n") //nolint:errcheck
-	if cap(lc.answer) > h1.BufSize {
-		lc.answer = nil // an unusual head: don't keep its buffer
-	}
-	var out int64
+	res := lc.f.Forward(&h1.Exchange{Req: rq, Head: head,
+		WriteHead: func(w *bufio.Writer) { writeHead(w, rq, head, lc.clientIP, lc.tls != nil) }})
 	switch {
-	case a.NoBody:
-	case a.Chunked:
-		out, err = h1.CopyChunked(lc.bw, lc.sbr, nil)
-	case a.UntilEOF:
-		out, err = h1.CopyBody(lc.bw, lc.sbr, -1, nil)
-	default:
-		out, err = h1.CopyBody(lc.bw, lc.sbr, a.ContentLength, nil)
+	case res.HandOff:
+		return false, true // net/http dials again and explains the failure
+	case res.Failed != nil:
+		lc.fail(t, rq, res.Failed)
+		return false, false
 	}
-	if err != nil || a.UntilEOF || a.Close {
-		lc.dropStream()
+	if res.Answered {
+		lc.observe(t, rq, res.Answer.Status, start, res.BytesOut)
 	}
-	lc.observe(t, rq, a.Status, start, out)
-	if err != nil {
-		t.Log.Info("answer not fully forwarded", "remote", lc.remote, "err", err)
-		return false, nil
+	if res.Err != nil && !res.Gone {
+		t.Log.Info("request not completed", "remote", lc.remote, "err", res.Err)
 	}
-	return !closeAfter, nil
+	return res.Keep, false
 }
 
 // fail answers a request whose answer never came with the 502 page net/http's proxy
 // would have served, and closes the connection after it.
-func (lc *leanConn) fail(t *route.Tunnel, rq *h1.Request, err error) (bool, error) {
+func (lc *leanConn) fail(t *route.Tunnel, rq *h1.Request, err error) {
 	rec := h1.NewRecorder()
 	proxyError(rec, t.Log, t.Host, lc.remote, string(rq.Path()), err)
 	if rec.Code() != 0 {
 		rec.WriteTo(lc.bw) //nolint:errcheck // closing anyway
 		lc.observe(t, rq, rec.Code(), time.Now(), int64(rec.Len()))
 	}
-	return false, nil
 }
 
 // observe reports a finished request to the metrics and events, as Observer.HTTP does.
@@ -365,28 +309,15 @@ func (lc *leanConn) observe(t *route.Tunnel, rq *h1.Request, status int, start t
 }
 
 // dial opens a stream to t's agent for this connection.
-func (lc *leanConn) dial(t *route.Tunnel) error {
+func (lc *leanConn) dial(t *route.Tunnel) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), leanDialTimeout)
 	defer cancel()
-	st, err := t.Dial(ctx, protocol.StreamHTTP, "", t.Host)
-	if err != nil {
-		return err
-	}
-	lc.t, lc.st = t, st
-	lc.sbr, lc.sbw = bufio.NewReaderSize(st, h1.BufSize), bufio.NewWriterSize(st, h1.BufSize)
-	return nil
-}
-
-func (lc *leanConn) dropStream() {
-	if lc.st != nil {
-		lc.st.Close()
-		lc.t, lc.st, lc.sbr, lc.sbw = nil, nil, nil, nil
-	}
+	return t.Dial(ctx, protocol.StreamHTTP, "", t.Host)
 }
 
 // handOff gives the connection, with what it has buffered, to the net/http server.
 func (lc *leanConn) handOff() bool {
-	lc.dropStream()
+	lc.f.DropOut()
 	lc.c.SetReadDeadline(time.Time{}) //nolint:errcheck
 	pc := &h1.PrefixConn{Conn: lc.c, R: lc.br, TLS: lc.tls}
 	if lc.bw != nil && lc.bw.Buffered() > 0 {

@@ -16,6 +16,7 @@ import (
 
 	"github.com/ferrytunnel/ferry/agent/forward"
 	"github.com/ferrytunnel/ferry/agent/inspect"
+	"github.com/ferrytunnel/ferry/protocol/h1"
 	"github.com/ferrytunnel/ferry/protocol/transport"
 	"github.com/ferrytunnel/ferry/relay/config"
 )
@@ -405,5 +406,51 @@ func TestLeanUpstreamGone(t *testing.T) {
 	}
 	if ex := store.List(1, "")[0]; ex.Request.URI != "/gone" || ex.Error == "" && (ex.Response == nil || ex.Response.StatusCode != 502) {
 		t.Errorf("recorded: %+v", ex)
+	}
+}
+
+// TestLeanClientGone: a client that leaves while its request waits on a slow upstream
+// ends the request all the way to the upstream (whose request context is canceled), as
+// net/http's server would: the relay's and the agent's lean paths watch the connection
+// they answer to.
+func TestLeanClientGone(t *testing.T) {
+	old := h1.WatchDelay
+	h1.WatchDelay = 50 * time.Millisecond
+	t.Cleanup(func() { h1.WatchDelay = old })
+	r := newRelayTransport(t, "tcp")
+	canceled := make(chan string, 4)
+	up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		select {
+		case <-req.Context().Done():
+			canceled <- req.URL.Path
+		case <-time.After(20 * time.Second):
+		}
+	}))
+	t.Cleanup(up.Close)
+	for _, inspected := range []bool{false, true} {
+		t.Run(fmt.Sprintf("inspect=%v", inspected), func(t *testing.T) {
+			var store *inspect.Store
+			if inspected {
+				store = inspect.NewStore()
+			}
+			a := r.startAgent(&forward.Tunnel{Name: fmt.Sprint("slow", inspected), Proto: "http", Addr: up.Listener.Addr().String(), Inspect: inspected, Store: store})
+			defer a.stop(t)
+			for _, scheme := range []string{"http", "https"} {
+				url := a.url(t, scheme)
+				rc := dialRaw(t, r, scheme, url)
+				host := strings.TrimPrefix(strings.TrimPrefix(url, "https://"), "http://")
+				rc.send("GET /slow-" + scheme + " HTTP/1.1\r\nHost: " + host + "\r\n\r\n")
+				time.Sleep(200 * time.Millisecond)
+				rc.c.Close()
+				select {
+				case p := <-canceled:
+					if p != "/slow-"+scheme {
+						t.Errorf("canceled %s, want /slow-%s", p, scheme)
+					}
+				case <-time.After(5 * time.Second):
+					t.Fatalf("%s: the upstream still serves a request whose client left 5 s ago", scheme)
+				}
+			}
+		})
 	}
 }
