@@ -28,6 +28,8 @@ type TunnelLister interface {
 	// StartTunnel starts a tunnel described like a config-file tunnel.
 	StartTunnel(ctx context.Context, req TunnelRequest) error
 	StopTunnel(name string) error
+	// Session is the agent's connection to its relay.
+	Session() session.SessionStatus
 }
 
 // TunnelRequest is the body of POST /api/tunnels: the keys of a [tunnels.NAME] table
@@ -124,6 +126,9 @@ func Handler(l TunnelLister, store *inspect.Store) http.Handler {
 			}
 		}
 		apiError(w, http.StatusNotFound, "tunnel not found: "+r.PathValue("name"))
+	})
+	mux.HandleFunc("GET /api/status", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, map[string]any{"session": l.Session(), "uri": "/api/status"})
 	})
 	mux.Handle("GET /", ui.Handler(store))
 	return guard(mux)

@@ -767,6 +767,7 @@ type agentTunnels struct {
 func (a agentTunnels) Tunnels() []session.Status          { return a.c.Tunnels() }
 func (a agentTunnels) Tunnel(name string) *forward.Tunnel { return a.c.Tunnel(name) }
 func (a agentTunnels) StopTunnel(name string) error       { return a.c.RemoveTunnel(name) }
+func (a agentTunnels) Session() session.SessionStatus     { return a.c.Session() }
 
 // StartTunnel builds a tunnel like a config-file one and starts it.
 func (a agentTunnels) StartTunnel(ctx context.Context, req api.TunnelRequest) error {

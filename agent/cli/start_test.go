@@ -120,6 +120,24 @@ func TestAPIStartStopTunnels(t *testing.T) {
 		return nil
 	}
 	waitAPI(func(ts []map[string]any) bool { return len(ts) == 1 })
+	var status struct {
+		Session struct {
+			Connected      bool   `json:"connected"`
+			Relay          string `json:"relay"`
+			Transport      string `json:"transport"`
+			SessionID      string `json:"session_id"`
+			ConnectedSince string `json:"connected_since"`
+		} `json:"session"`
+	}
+	if resp, err := http.Get("http://" + apiAddr + "/api/status"); err != nil {
+		t.Fatal(err)
+	} else {
+		json.NewDecoder(resp.Body).Decode(&status) //nolint:errcheck
+		resp.Body.Close()
+	}
+	if s := status.Session; !s.Connected || s.Relay != addr || s.Transport == "" || s.SessionID == "" || s.ConnectedSince == "" {
+		t.Errorf("GET /api/status = %+v, want a connected session to %s", s, addr)
+	}
 
 	resp, err := http.Post(api, "application/json", strings.NewReader(fmt.Sprintf(`{"name":"extra","proto":"tcp","addr":%q}`, up.Addr().String())))
 	if err != nil {

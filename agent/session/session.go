@@ -109,6 +109,42 @@ type Client struct {
 
 	transportName string   // of the current session, for logs
 	relayCaps     []string // what the current relay advertised in HelloResp
+	sessionID     string   // the current (or last) session's, from AuthResp
+	relayVersion  string
+	since         time.Time // when the current session's tunnels were bound
+	reconnects    int       // sessions established after the first
+	lastErr       string    // why the last session ended or the last attempt failed
+}
+
+// SessionStatus is the agent's connection to its relay (the local API's /api/status).
+type SessionStatus struct {
+	Connected bool   `json:"connected"`
+	Relay     string `json:"relay"`
+	Transport string `json:"transport,omitempty"`
+	SessionID string `json:"session_id,omitempty"`
+	// RelayVersion is what the relay reported in the handshake.
+	RelayVersion string `json:"relay_version,omitempty"`
+	// ConnectedSince is when the current session's tunnels were bound (nil: not connected).
+	ConnectedSince *time.Time `json:"connected_since,omitempty"`
+	// RTTMillis is the last heartbeat's round-trip time (0 before the first).
+	RTTMillis float64 `json:"rtt_ms"`
+	// Reconnects counts the sessions established after the first.
+	Reconnects int `json:"reconnects"`
+	// LastError is why the last session ended, or why the last attempt failed.
+	LastError string `json:"last_error,omitempty"`
+}
+
+// Session returns the agent's connection to its relay.
+func (c *Client) Session() SessionStatus {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := SessionStatus{Connected: c.live.Load(), Relay: c.cfg.Relay, Transport: c.transportName, SessionID: c.sessionID,
+		RelayVersion: c.relayVersion, RTTMillis: float64(c.rtt.Load()) / 1e6, Reconnects: c.reconnects, LastError: c.lastErr}
+	if st.Connected {
+		since := c.since
+		st.ConnectedSince = &since
+	}
+	return st
 }
 
 // New returns a client; call Run.
@@ -337,6 +373,9 @@ func (c *Client) Run(ctx context.Context) error {
 		if !established {
 			msg = "relay not reachable yet, retrying"
 		}
+		c.mu.Lock()
+		c.lastErr = err.Error()
+		c.mu.Unlock()
 		c.log.Warn(msg, "relay", c.cfg.Relay, "err", err, "retry_in", wait.Round(time.Millisecond))
 		select {
 		case <-ctx.Done():
@@ -402,10 +441,14 @@ func (c *Client) runSession(ctx context.Context, established *bool) error {
 		c.bindMu.Unlock()
 		return err
 	}
-	*established = true
 	c.mu.Lock()
+	if *established {
+		c.reconnects++
+	}
 	c.cs = cs
+	c.since = time.Now()
 	c.mu.Unlock()
+	*established = true
 	c.bindMu.Unlock()
 	c.live.Store(true)
 	defer func() {
@@ -478,6 +521,7 @@ func (c *Client) handshake(sess transport.Session, ctrl transport.Stream) error 
 	}
 	c.mu.Lock()
 	c.relayCaps = hr.Capabilities
+	c.sessionID, c.relayVersion = ar.SessionID, hr.RelayVersion
 	c.mu.Unlock()
 	c.log.Info("session established", "relay", c.cfg.Relay, "session", ar.SessionID, "relay_version", hr.RelayVersion, "transport", c.Transport())
 	if ts, ok := sess.(*transport.TCPSession); ok && ar.DataKey != "" {

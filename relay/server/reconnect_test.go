@@ -17,6 +17,10 @@ func testReconnectAfterRelayRestart(t *testing.T, r *relayEnv) {
 	echo := &forward.Tunnel{Name: "echo", Proto: "tcp", Addr: echoServer(t)}
 	a := r.startAgent(web, echo)
 	httpsURL, tcpURL := a.url(t, "https"), a.url(t, "tcp")
+	first := a.client.Session()
+	if !first.Connected || first.SessionID == "" || first.ConnectedSince == nil || first.Reconnects != 0 || first.Transport != r.transport {
+		t.Fatalf("session status before the restart: %+v", first)
+	}
 
 	r.Restart()
 	back := time.Now()
@@ -39,6 +43,9 @@ func testReconnectAfterRelayRestart(t *testing.T, r *relayEnv) {
 	defer c.Close()
 	if got, err := echoOnce(c, "back"); err != nil || got != "back" {
 		t.Fatalf("echo after restart = %q, %v", got, err)
+	}
+	if st := a.client.Session(); !st.Connected || st.Reconnects != 1 || st.SessionID == first.SessionID || st.LastError == "" {
+		t.Errorf("session status after the restart: %+v, want connected, 1 reconnect, a new session id and the last error", st)
 	}
 	if d := time.Since(back); d > 5*time.Second {
 		t.Errorf("working again %v after the relay came back, want within 5s", d)
