@@ -101,8 +101,9 @@ func Handler(l TunnelLister, store *inspect.Store) http.Handler {
 		}
 		if err := l.StartTunnel(r.Context(), req); err != nil {
 			code := http.StatusBadRequest
-			if errors.Is(err, session.ErrDuplicateName) {
-				code = http.StatusConflict
+			var perr *protocol.Error
+			if errors.Is(err, session.ErrDuplicateName) || errors.As(err, &perr) && perr.Code == protocol.CodeBindConflict {
+				code = http.StatusConflict // this agent's name, or the relay's name or port, is taken
 			}
 			apiError(w, code, err.Error())
 			return

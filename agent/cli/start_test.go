@@ -167,6 +167,23 @@ func TestAPIStartStopTunnels(t *testing.T) {
 	if resp.StatusCode != http.StatusConflict {
 		t.Errorf("POST of a duplicate name = %d, want 409", resp.StatusCode)
 	}
+	// A name the relay already has bound (here by this agent's other tunnel) is a conflict too.
+	for i, want := range []int{201, 409} {
+		resp, err := http.Post(api, "application/json", strings.NewReader(fmt.Sprintf(`{"name":"web%d","proto":"http","addr":%q,"domain":"api-conflict"}`, i, up.Addr().String())))
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("POST of http tunnel %d on one domain = %d %s, want %d", i, resp.StatusCode, body, want)
+		}
+	}
+	if req, _ := http.NewRequest("DELETE", api+"/web0", nil); true {
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+		}
+	}
 	req, _ := http.NewRequest("DELETE", api+"/extra", nil)
 	resp, err = http.DefaultClient.Do(req)
 	if err != nil || resp.StatusCode != 204 {

@@ -599,7 +599,7 @@ func (c *Client) bindOne(ctx context.Context, cs *control, e *entry) error {
 		return &Error{Kind: KindUnreachable, Err: fmt.Errorf("bind %s: %w", t.Name, err)}
 	}
 	if resp.Error != nil {
-		return &Error{Kind: KindBind, Err: fmt.Errorf("tunnel %s refused by the relay: %s", t.Name, resp.Error.Message)}
+		return &Error{Kind: KindBind, Err: fmt.Errorf("tunnel %s refused by the relay: %w", t.Name, resp.Error)}
 	}
 	for _, w := range resp.Warnings {
 		c.log.Warn(w, "tunnel", t.Name)
