@@ -211,6 +211,28 @@ func (m *Manager) Unmanage(domain string) {
 	m.cache.RemoveManaged([]certmagic.SubjectIssuer{{Subject: name}})
 }
 
+// Keep stops managing every domain that is not in domains (as given to Manage): those
+// whose reservation or policy went away through another relay sharing the store.
+func (m *Manager) Keep(domains []string) {
+	keep := make(map[string]bool, len(domains))
+	for _, d := range domains {
+		if n, err := normalizeDomain(d); err == nil {
+			keep[n] = true
+		}
+	}
+	m.mu.Lock()
+	var drop []string
+	for name := range m.domains {
+		if !keep[name] {
+			drop = append(drop, name)
+		}
+	}
+	m.mu.Unlock()
+	for _, name := range drop {
+		m.Unmanage(name)
+	}
+}
+
 // run provisions one domain: load or obtain, then hand it to certmagic's renewal loop (the cache).
 func (m *Manager) run(ctx context.Context, d *managed, prev <-chan struct{}) {
 	defer m.wg.Done()

@@ -159,6 +159,16 @@ func TestPlainHTTP01(t *testing.T) {
 	if cert, ok := m2.Certificate(domain); !ok || !cert.Leaf.Equal(leaf) {
 		t.Errorf("after Unmanage and Manage: certificate %v, want the stored one", ok)
 	}
+	// Keep: a domain in the list stays (its case and a trailing dot do not matter), one
+	// outside it goes.
+	m2.Keep([]string{strings.ToUpper(domain) + "."})
+	if _, ok := m2.Certificate(domain); !ok {
+		t.Error("Keep dropped a domain it was given")
+	}
+	m2.Keep(nil)
+	if st := m2.Status(domain); st.State != "" {
+		t.Errorf("Status after Keep(nil) = %+v, want zero", st)
+	}
 	m2.Close()
 
 	// A wrong storage key cannot read the sealed keys: loading fails, visibly.

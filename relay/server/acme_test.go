@@ -21,6 +21,7 @@ import (
 	"github.com/ferrytunnel/ferry/relay/acme/acmetest"
 	"github.com/ferrytunnel/ferry/relay/cert/certtest"
 	"github.com/ferrytunnel/ferry/relay/config"
+	"github.com/ferrytunnel/ferry/relay/server"
 	"github.com/ferrytunnel/ferry/relay/server/servertest"
 	"github.com/ferrytunnel/ferry/relay/store"
 )
@@ -445,4 +446,29 @@ func (h *warningHandler) WithAttrs(as []slog.Attr) slog.Handler {
 
 func (h *warningHandler) WithGroup(name string) slog.Handler {
 	return &warningHandler{Handler: h.Handler.WithGroup(name), w: h.w}
+}
+
+// TestACMEFromAnotherRelay: a reserved domain with automated certificates created through
+// another relay sharing the store (written there, revision bumped) is managed here within
+// a poll, without a restart, and serves the issued certificate.
+func TestACMEFromAnotherRelay(t *testing.T) {
+	old := server.StorePoll
+	server.StorePoll = 50 * time.Millisecond
+	t.Cleanup(func() { server.StorePoll = old })
+	r := newACMERelay(t, true)
+	r.dns.SetA("elsewhere.acme.test", "127.0.0.1")
+	ctx := t.Context()
+	d, err := r.Store.CreateReservedDomain(ctx, store.ReservedDomain{AccountID: r.Account, Domain: "elsewhere.acme.test",
+		CertPolicy: &store.CertPolicy{Authority: "letsencrypt", PrivateKeyType: "ecdsa"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.Store.Bump(ctx); err != nil {
+		t.Fatal(err)
+	}
+	r.waitDomains(map[string]func(map[string]any) bool{d.ID: isIssued})
+	r.startAgent(&forward.Tunnel{Name: "elsewhere", Proto: "http", Addr: named(t, "elsewhere"), Domain: "elsewhere.acme.test"})
+	if chain := r.acmeTLS("elsewhere.acme.test", r.ca.Roots); !slices.Equal(chain[0].DNSNames, []string{"elsewhere.acme.test"}) {
+		t.Fatalf("served %v for the domain reserved elsewhere", chain[0].DNSNames)
+	}
 }

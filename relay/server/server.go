@@ -708,6 +708,7 @@ func (s *Server) followStore(ctx context.Context, tcpHost string, sessions *sess
 		}
 		seen = rev
 		s.compileEdges(tcpHost)
+		s.manageReserved()
 		ended := sessions.Recheck() + sessions.RevokeMissing(func(id string) bool {
 			ok, err := s.store.CredentialExists(ctx, id)
 			return ok || err != nil // a failed lookup ends nothing
@@ -842,7 +843,9 @@ func (s *Server) startACME() error {
 }
 
 // manageReserved asks for certificates for every reserved domain with automated
-// certificates (stored ones load without asking the CA).
+// certificates (stored ones load without asking the CA), and stops managing the domains
+// that no longer have them: at start, and after changes another relay sharing the store
+// made (Manage is a no-op for a domain already managed).
 func (s *Server) manageReserved() {
 	if s.acme == nil {
 		return
@@ -852,13 +855,16 @@ func (s *Server) manageReserved() {
 		s.log.Error("load reserved domains for ACME", "err", err)
 		return
 	}
+	var keep []string
 	for _, d := range ds {
 		if d.CertPolicy != nil {
+			keep = append(keep, d.Domain)
 			if err := s.acme.Manage(d.Domain); err != nil {
 				s.log.Warn("automated certificate", "domain", d.Domain, "err", err)
 			}
 		}
 	}
+	s.acme.Keep(keep)
 }
 
 // saveCertStatus stores a managed domain's state as its certificate_management_status.
