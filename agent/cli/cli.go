@@ -70,6 +70,10 @@ type Env struct {
 // Main runs the command line and returns the process exit code.
 func Main(ctx context.Context, args []string, env Env) int {
 	app := newApp(env)
+	if n := len(args); n > 1 && args[n-1] == completionFlag {
+		complete(app, args[1:n-1], env.Stdout)
+		return ExitOK
+	}
 	err := app.RunContext(ctx, Reorder(app, args))
 	if err == nil {
 		return ExitOK

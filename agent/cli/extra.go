@@ -3,6 +3,7 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -61,8 +62,67 @@ func editFile(path string) error {
 	return nil
 }
 
-// completionScript returns the shell script that completes ferry's commands and flags,
-// using urfave/cli's --generate-bash-completion.
+// completionFlag, last on the command line, asks for the words that may complete the one
+// before it (the shell scripts below pass the words typed so far, the current one last).
+const completionFlag = "--generate-bash-completion"
+
+// complete prints the completions of the last of words (the one being typed; "" for a
+// new word): the flags of the command words name when it starts with "-", else the
+// commands (or subcommands) that may come next. Positional arguments get none, so the
+// shell falls back to file names. It never runs a command.
+func complete(app *cli.App, words []string, w io.Writer) {
+	cur := ""
+	if len(words) > 0 {
+		cur, words = words[len(words)-1], words[:len(words)-1]
+	}
+	cmds, flags := app.Commands, app.Flags
+	var cmd *cli.Command
+	positional := false
+	for i := 0; i < len(words); i++ {
+		a := words[i]
+		if a == "--" {
+			return // only positional arguments after it
+		}
+		if strings.HasPrefix(a, "-") {
+			i += flagArity(flags, a) - 1
+			continue
+		}
+		if c := findCommand(cmds, a); c != nil && !positional {
+			cmd, cmds, flags = c, c.Subcommands, c.Flags
+			continue
+		}
+		positional = true
+	}
+	if strings.HasPrefix(cur, "-") {
+		for _, f := range flags {
+			if v, ok := f.(cli.VisibleFlag); ok && !v.IsVisible() {
+				continue
+			}
+			for _, name := range f.Names() {
+				opt := "--" + name
+				if len(name) == 1 {
+					opt = "-" + name
+				}
+				if strings.HasPrefix(opt, cur) {
+					fmt.Fprintln(w, opt)
+				}
+			}
+		}
+		return
+	}
+	if positional || (cmd != nil && len(cmds) == 0) {
+		return
+	}
+	for _, c := range cmds {
+		if c.Hidden || !strings.HasPrefix(c.Name, cur) {
+			continue
+		}
+		fmt.Fprintln(w, c.Name)
+	}
+}
+
+// completionScript returns the shell script that completes ferry's commands and flags
+// with complete.
 func completionScript(app *cli.App, shell string) (string, error) {
 	switch shell {
 	case "bash":
@@ -70,7 +130,7 @@ func completionScript(app *cli.App, shell string) (string, error) {
 _ferry_complete() {
   local cur opts
   cur="${COMP_WORDS[COMP_CWORD]}"
-  opts=$("${COMP_WORDS[0]}" "${COMP_WORDS[@]:1:$COMP_CWORD-1}" --generate-bash-completion 2>/dev/null)
+  opts=$("${COMP_WORDS[0]}" "${COMP_WORDS[@]:1:$COMP_CWORD}" --generate-bash-completion 2>/dev/null)
   COMPREPLY=($(compgen -W "${opts}" -- "${cur}"))
 }
 complete -o default -F _ferry_complete ferry
@@ -80,7 +140,7 @@ complete -o default -F _ferry_complete ferry
 # ferry zsh completion: source <(ferry completion zsh)
 _ferry() {
   local -a opts
-  opts=("${(@f)$(${words[1]} ${words[@]:1:$CURRENT-2} --generate-bash-completion 2>/dev/null)}")
+  opts=("${(@f)$(${words[1]} "${(@)words[2,$CURRENT]}" --generate-bash-completion 2>/dev/null)}")
   _describe 'values' opts
 }
 compdef _ferry ferry

@@ -332,3 +332,35 @@ func TestAPIUnknownWordsAndHiddenKey(t *testing.T) {
 		t.Errorf("ferry api ... --help shows the API key:\n%s", out)
 	}
 }
+
+// TestCompletion: the words the shell scripts ask for (the typed words, the current one
+// last, then --generate-bash-completion): commands, subcommands, and a command's flags
+// also after its positional argument; never a run of the command.
+func TestCompletion(t *testing.T) {
+	for _, tc := range []struct {
+		words []string
+		want  string // lines, space-separated
+	}{
+		{[]string{"ht"}, "http"},
+		{[]string{"config", "a"}, "add-authtoken"},
+		{[]string{"http", "--dom"}, "--domain"},
+		{[]string{"http", "8080", "--dom"}, "--domain"},
+		{[]string{"tcp", "--relay-c"}, "--relay-ca"},
+		{[]string{"--relay", "x", "tl"}, "tls"},
+		{[]string{"http", "8080", ""}, ""},
+		{[]string{"http", "--", "--dom"}, ""},
+	} {
+		r := run(t, append(tc.words, "--generate-bash-completion")...)
+		if got := strings.Join(strings.Fields(r.stdout), " "); r.code != 0 || got != tc.want {
+			t.Errorf("complete %q = %d %q, want 0 %q", tc.words, r.code, got, tc.want)
+		}
+	}
+	r := run(t, "http", "-", "--generate-bash-completion")
+	if !strings.Contains(r.stdout, "--domain\n") || !strings.Contains(r.stdout, "--inspect\n") {
+		t.Errorf("every flag of ferry http after \"-\": %q", r.stdout)
+	}
+	// Hidden flags stay hidden (ferry tunnel refuses --cidr-allow; its help hides it).
+	if r := run(t, "tunnel", "--", "--generate-bash-completion"); strings.Contains(r.stdout, "--cidr-allow") || !strings.Contains(r.stdout, "--label") {
+		t.Errorf("ferry tunnel's flags: %q", r.stdout)
+	}
+}
