@@ -121,6 +121,25 @@ func globalFlags() []cli.Flag {
 	}
 }
 
+// globalFlagsUsing returns the global flags with only the named ones in the command's
+// help: the others are still accepted (a --log or --exec from a shell alias or a
+// script does no harm) but do nothing for the command, so they are not offered.
+func globalFlagsUsing(names ...string) []cli.Flag {
+	flags := globalFlags()
+	for _, f := range flags {
+		if slices.Contains(names, f.Names()[0]) {
+			continue
+		}
+		switch f := f.(type) {
+		case *cli.StringFlag:
+			f.Hidden = true
+		case *cli.IntFlag:
+			f.Hidden = true
+		}
+	}
+	return flags
+}
+
 func newApp(env Env) *cli.App {
 	tunnelFlags := func(extra ...cli.Flag) []cli.Flag {
 		cidr := []cli.Flag{
@@ -241,7 +260,7 @@ func newApp(env Env) *cli.App {
 				Subcommands: []*cli.Command{
 					{
 						Name: "add-authtoken", Usage: "save an authtoken in the configuration file", ArgsUsage: "TOKEN",
-						Flags: globalFlags(),
+						Flags: globalFlagsUsing("config"),
 						Action: func(c *cli.Context) error {
 							if c.NArg() != 1 {
 								return usageErr("usage: ferry config add-authtoken TOKEN")
@@ -255,7 +274,7 @@ func newApp(env Env) *cli.App {
 						},
 					},
 					{
-						Name: "path", Usage: "print the configuration file's path", Flags: globalFlags(),
+						Name: "path", Usage: "print the configuration file's path", Flags: globalFlagsUsing("config"),
 						Action: func(c *cli.Context) error {
 							path, _ := configPath(c)
 							fmt.Fprintln(env.Stdout, path)
@@ -263,7 +282,7 @@ func newApp(env Env) *cli.App {
 						},
 					},
 					{
-						Name: "edit", Usage: "open the configuration file in $EDITOR, then check it", Flags: globalFlags(),
+						Name: "edit", Usage: "open the configuration file in $EDITOR, then check it", Flags: globalFlagsUsing("config"),
 						Action: func(c *cli.Context) error {
 							path, _ := configPath(c)
 							if err := editFile(path); err != nil {
@@ -281,7 +300,7 @@ func newApp(env Env) *cli.App {
 						},
 					},
 					{
-						Name: "check", Usage: "check the configuration file", Flags: globalFlags(),
+						Name: "check", Usage: "check the configuration file", Flags: globalFlagsUsing("config"),
 						Action: func(c *cli.Context) error {
 							path, named := configPath(c)
 							f, err := config.Load(path, named)
@@ -304,7 +323,7 @@ func newApp(env Env) *cli.App {
 			{
 				Name:  "diagnose",
 				Usage: "check DNS, TCP, TLS, QUIC, the authtoken and latency to the relay",
-				Flags: globalFlags(),
+				Flags: globalFlagsUsing("relay", "authtoken", "relay-ca", "config"),
 				Action: func(c *cli.Context) error {
 					file, path, err := loadFile(c)
 					if err != nil {

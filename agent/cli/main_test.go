@@ -115,18 +115,29 @@ func TestMainHelp(t *testing.T) {
 		name string
 		args []string
 		want []string
+		hide []string // global flags the command ignores
 	}{
-		{"no arguments", nil, []string{"ferry", "http", "tcp", "tls", "config", "version", "expose a local HTTP server"}},
-		{"--help", []string{"--help"}, []string{"expose a local HTTP server"}},
-		{"http --help", []string{"http", "--help"}, []string{"ferry http", "--domain", "PORT|HOST:PORT|URL"}},
-		{"tls --help", []string{"tls", "--help"}, []string{"--crt", "--key", "--mutual-tls-cas", "--terminate-at"}},
-		{"config", []string{"config"}, []string{"add-authtoken", "check"}},
+		{"no arguments", nil, []string{"ferry", "http", "tcp", "tls", "config", "version", "expose a local HTTP server"}, nil},
+		{"--help", []string{"--help"}, []string{"expose a local HTTP server"}, nil},
+		{"http --help", []string{"http", "--help"}, []string{"ferry http", "--domain", "PORT|HOST:PORT|URL"}, nil},
+		{"tls --help", []string{"tls", "--help"}, []string{"--crt", "--key", "--mutual-tls-cas", "--terminate-at"}, nil},
+		{"config", []string{"config"}, []string{"add-authtoken", "check"}, nil},
+		{"diagnose --help", []string{"diagnose", "--help"}, []string{"--relay", "--authtoken", "--relay-ca", "--config"},
+			[]string{"--exec", "--url-file", "--api-addr", "--connect-attempts"}},
+		{"config check --help", []string{"config", "check", "--help"}, []string{"--config"}, []string{"--relay", "--log"}},
+		// Still accepted, so a shell alias with --log does not break them.
+		{"config path --log", []string{"config", "path", "--log", "stderr"}, []string{"ferry.toml"}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			r := run(t, tt.args...)
 			if r.code != ExitOK {
 				t.Fatalf("ferry %q exit = %d, want 0; stderr %q", tt.args, r.code, r.stderr)
+			}
+			for _, s := range tt.hide {
+				if strings.Contains(r.stdout, s) {
+					t.Errorf("ferry %q offers %s, which does nothing there", tt.args, s)
+				}
 			}
 			for _, s := range tt.want {
 				if !strings.Contains(r.stdout, s) {
