@@ -72,6 +72,8 @@ type Tunnel struct {
 	// Labels are a labeled tunnel's labels (it has no public URL of its own).
 	Labels map[string]string `json:"labels,omitempty"`
 	Config TunnelConfig      `json:"config"`
+
+	tunnel string // the agent's name for the tunnel (an http tunnel has an entry per URL)
 }
 
 // TunnelConfig is the upstream side of a tunnel.
@@ -113,7 +115,13 @@ func Handler(l TunnelLister, store *inspect.Store) http.Handler {
 		writeJSON(w, map[string]any{"tunnels": listOne(l, req.Name)})
 	})
 	mux.HandleFunc("DELETE /api/tunnels/{name}", func(w http.ResponseWriter, r *http.Request) {
-		if err := l.StopTunnel(r.PathValue("name")); err != nil {
+		name := r.PathValue("name")
+		for _, t := range List(l) {
+			if t.Name == name {
+				name = t.tunnel // "web (http)", an http tunnel's second entry, stops tunnel web
+			}
+		}
+		if err := l.StopTunnel(name); err != nil {
 			apiError(w, http.StatusNotFound, err.Error())
 			return
 		}
@@ -153,7 +161,7 @@ func List(l TunnelLister) []Tunnel {
 		if len(s.Tunnel.Labels) > 0 {
 			name := s.Tunnel.Name
 			out = append(out, Tunnel{Name: name, URI: "/api/tunnels/" + url.PathEscape(name), Proto: "labeled", Labels: s.Tunnel.Labels,
-				Config: TunnelConfig{Addr: s.Tunnel.Upstream(), Inspect: s.Tunnel.Inspect}})
+				Config: TunnelConfig{Addr: s.Tunnel.Upstream(), Inspect: s.Tunnel.Inspect}, tunnel: s.Tunnel.Name})
 			continue
 		}
 		for i, u := range s.URLs {
@@ -163,7 +171,7 @@ func List(l TunnelLister) []Tunnel {
 				name += " (" + scheme + ")"
 			}
 			out = append(out, Tunnel{Name: name, URI: "/api/tunnels/" + url.PathEscape(name), PublicURL: u, Proto: scheme,
-				Config: TunnelConfig{Addr: s.Tunnel.Upstream(), Inspect: s.Tunnel.Inspect}})
+				Config: TunnelConfig{Addr: s.Tunnel.Upstream(), Inspect: s.Tunnel.Inspect}, tunnel: s.Tunnel.Name})
 		}
 	}
 	return out

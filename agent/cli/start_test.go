@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -179,10 +180,12 @@ func TestAPIStartStopTunnels(t *testing.T) {
 			t.Errorf("POST of http tunnel %d on one domain = %d %s, want %d", i, resp.StatusCode, body, want)
 		}
 	}
-	if req, _ := http.NewRequest("DELETE", api+"/web0", nil); true {
-		if resp, err := http.DefaultClient.Do(req); err == nil {
-			resp.Body.Close()
-		}
+	// An http tunnel's second entry, "web0 (http)", names the tunnel too.
+	del, _ := http.NewRequest("DELETE", api+"/"+url.PathEscape("web0 (http)"), nil)
+	if resp, err := http.DefaultClient.Do(del); err != nil || resp.StatusCode != 204 {
+		t.Fatalf("DELETE /api/tunnels/web0 (http) = %v %v, want 204", resp, err)
+	} else {
+		resp.Body.Close()
 	}
 	req, _ := http.NewRequest("DELETE", api+"/extra", nil)
 	resp, err = http.DefaultClient.Do(req)
