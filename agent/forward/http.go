@@ -34,6 +34,8 @@ type httpProxy struct {
 	upstream http.Handler
 	log      *slog.Logger
 	lean     leanSet // streams on the lean path (lean.go)
+	// dialUp opens a connection to a plain-HTTP upstream (tcp or unix).
+	dialUp func(ctx context.Context) (net.Conn, error)
 }
 
 // forwardedHeaders are set by the relay (a trusted peer); ReverseProxy would strip them.
@@ -59,12 +61,13 @@ func newHTTPProxy(t *Tunnel, log *slog.Logger) *httpProxy {
 		DisableCompression:  true,
 		ForceAttemptHTTP2:   true,
 	}
-	p := &httpProxy{t: t, q: transport.NewConnQueue(), tr: tr, log: log}
+	p := &httpProxy{t: t, q: transport.NewConnQueue(), tr: tr, log: log,
+		dialUp: func(ctx context.Context) (net.Conn, error) { return dial(ctx, t.Addr) }}
 	var rt http.RoundTripper = tr
 	if t.Scheme == "http" {
 		// Each relay stream gets a connection of its own to a plain-HTTP upstream, used
 		// by the goroutine serving the request (see transport.AffineTransport).
-		rt = &transport.AffineTransport{Pool: tr, Dial: func(ctx context.Context) (net.Conn, error) { return dial(ctx, t.Addr) }}
+		rt = &transport.AffineTransport{Pool: tr, Dial: p.dialUp}
 	}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {

@@ -99,7 +99,7 @@ func (p *httpProxy) serveLean(st net.Conn) {
 	t := p.t
 	t.Conns.Add(1)
 	ls := &leanStream{p: p, log: p.log, st: st, br: bufio.NewReaderSize(st, h1.BufSize)}
-	ls.f.In, ls.f.InR, ls.f.Dial = st, ls.br, ls.dial
+	ls.f.In, ls.f.InR, ls.f.Dial = st, ls.br, func() (net.Conn, error) { return p.dialUp(context.Background()) }
 	switch t.HostHeader {
 	case "":
 	case "rewrite":
@@ -181,9 +181,16 @@ func (ls *leanStream) forward(rq *h1.Request, head []byte) (keep, handOff bool) 
 		ls.fail(rq, ex, res.Failed)
 		return false, false
 	}
-	if ex != nil && res.Answered {
+	if ex != nil {
+		// Recorded also when the public client left or the request's body broke off
+		// before an answer, as the HTTP server's path records "no response".
 		ex.Duration = time.Since(ex.Start)
-		ex.Request.Body, ex.Response.Body = reqBody.Body(), respBody.Body()
+		ex.Request.Body = reqBody.Body()
+		if res.Answered {
+			ex.Response.Body = respBody.Body()
+		} else {
+			ex.Error = "no response"
+		}
 		t.Store.Add(ex)
 	}
 	if res.Err != nil && !res.Gone {
@@ -215,17 +222,4 @@ func (ls *leanStream) exchange(rq *h1.Request, head []byte) *inspect.Exchange {
 	}
 	return &inspect.Exchange{ID: inspect.NewID(), TunnelName: ls.p.t.Name, RemoteAddr: strings.TrimSpace(remote), Start: time.Now(),
 		Request: inspect.Request{Method: string(rq.Method), URI: string(rq.Target), Proto: "HTTP/1.1", Host: string(rq.Host), Header: hdr}}
-}
-
-// dial opens the stream's own upstream connection.
-func (ls *leanStream) dial() (net.Conn, error) {
-	t := ls.p.t
-	ctx, cancel := context.WithTimeout(context.Background(), DialTimeout)
-	defer cancel()
-	var d net.Dialer
-	network := "tcp"
-	if t.Network == "unix" {
-		network = "unix"
-	}
-	return d.DialContext(ctx, network, t.Addr)
 }

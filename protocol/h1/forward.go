@@ -169,10 +169,13 @@ func (f *Forwarder) Forward(x *Exchange) (res Result) {
 		f.DropOut()
 	}
 	res.Gone = gone.Load()
+	if res.Gone {
+		f.DropOut() // the watch closed it
+	}
 	if err != nil {
 		res.Err = err
 		return res
 	}
-	res.Keep = !closeAfter
+	res.Keep = !closeAfter && !res.Gone
 	return res
 }

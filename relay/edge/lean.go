@@ -115,7 +115,7 @@ func (e *Edge) serveLean(raw, c net.Conn, state *tls.ConnectionState, queue *tra
 	lc := &leanConn{e: e, c: c, raw: raw, tls: state, queue: queue, plain: state == nil,
 		remote: raw.RemoteAddr().String(), br: bufio.NewReaderSize(c, h1.BufSize)}
 	lc.f.In, lc.f.InR = c, lc.br
-	lc.clientIP = hostOnly(lc.remote)
+	lc.clientIP = route.HostOnly(lc.remote)
 	if !e.lean.add(lc) {
 		c.Close()
 		return
@@ -159,14 +159,8 @@ func (lc *leanConn) serve() bool {
 		if handOff {
 			return lc.handOff()
 		}
-		if !keep {
-			lc.bw.Flush() //nolint:errcheck // closing anyway
+		if err := lc.bw.Flush(); err != nil || !keep {
 			return false
-		}
-		if lc.bw != nil {
-			if err := lc.bw.Flush(); err != nil {
-				return false
-			}
 		}
 	}
 }
@@ -196,8 +190,7 @@ func (lc *leanConn) waitRequest(wait time.Duration) bool {
 		if err == nil {
 			return true
 		}
-		var ne net.Error
-		if errors.As(err, &ne) && ne.Timeout() && lc.f.Out != nil && time.Now().Before(deadline) && !lc.e.lean.isDraining() {
+		if h1.IsTimeout(err) && lc.f.Out != nil && time.Now().Before(deadline) && !lc.e.lean.isDraining() {
 			lc.f.DropOut()
 			continue
 		}
@@ -270,7 +263,7 @@ func (lc *leanConn) forward(t *route.Tunnel, rq *h1.Request, head []byte) (keep,
 	case res.HandOff:
 		return false, true // net/http dials again and explains the failure
 	case res.Failed != nil:
-		lc.fail(t, rq, res.Failed)
+		lc.fail(t, rq, res.Failed, start)
 		return false, false
 	}
 	if res.Answered {
@@ -284,12 +277,12 @@ func (lc *leanConn) forward(t *route.Tunnel, rq *h1.Request, head []byte) (keep,
 
 // fail answers a request whose answer never came with the 502 page net/http's proxy
 // would have served, and closes the connection after it.
-func (lc *leanConn) fail(t *route.Tunnel, rq *h1.Request, err error) {
+func (lc *leanConn) fail(t *route.Tunnel, rq *h1.Request, err error, start time.Time) {
 	rec := h1.NewRecorder()
 	proxyError(rec, t.Log, t.Host, lc.remote, string(rq.Path()), err)
 	if rec.Code() != 0 {
 		rec.WriteTo(lc.bw) //nolint:errcheck // closing anyway
-		lc.observe(t, rq, rec.Code(), time.Now(), int64(rec.Len()))
+		lc.observe(t, rq, rec.Code(), start, int64(rec.Len()))
 	}
 }
 
@@ -362,11 +355,4 @@ func writeHead(w *bufio.Writer, rq *h1.Request, head []byte, clientIP string, ht
 	} else {
 		w.WriteString("\r\nX-Forwarded-Proto: http\r\n\r\n")
 	}
-}
-
-func hostOnly(addr string) string {
-	if h, _, err := net.SplitHostPort(addr); err == nil {
-		return h
-	}
-	return addr
 }

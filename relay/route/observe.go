@@ -71,7 +71,7 @@ func (o *Observer) Conn(proto, account, tunnelID, url, remote, serverName string
 			typ = events.TypeTLSConnectionClosed
 		}
 		o.publish(typ, account, func() map[string]any {
-			f := map[string]any{events.FieldTunnelID: tunnelID, events.FieldURL: url, events.FieldClientIP: hostOnly(remote),
+			f := map[string]any{events.FieldTunnelID: tunnelID, events.FieldURL: url, events.FieldClientIP: HostOnly(remote),
 				events.FieldBytesIn: in, events.FieldBytesOut: out, events.FieldDurationMS: float64(time.Since(start).Microseconds()) / 1000}
 			if proto == "tls" {
 				f[events.FieldServerName] = serverName
@@ -136,7 +136,7 @@ func (o *Observer) HTTPDone(r *HTTPRequest) {
 	o.Events.Publish(events.Event{Type: events.TypeHTTPRequestComplete, AccountID: r.Account, Fields: map[string]any{
 		events.FieldTunnelID: r.TunnelID, events.FieldURL: r.URL, events.FieldHost: string(r.Host), events.FieldMethod: string(r.Method),
 		events.FieldPath: string(r.Path), events.FieldStatus: r.Status, events.FieldDurationMS: float64(r.Duration.Microseconds()) / 1000,
-		events.FieldBytesIn: r.BytesIn, events.FieldBytesOut: r.BytesOut, events.FieldClientIP: hostOnly(r.Remote)}})
+		events.FieldBytesIn: r.BytesIn, events.FieldBytesOut: r.BytesOut, events.FieldClientIP: HostOnly(r.Remote)}})
 }
 
 // countingWriter records the status and body bytes of an answer.
@@ -165,7 +165,8 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 // Unwrap lets http.ResponseController reach Flush and Hijack.
 func (c *countingWriter) Unwrap() http.ResponseWriter { return c.ResponseWriter }
 
-func hostOnly(addr string) string {
+// HostOnly returns the host of a HOST:PORT address (the address itself if it has no port).
+func HostOnly(addr string) string {
 	if h, _, err := net.SplitHostPort(addr); err == nil {
 		return h
 	}

@@ -450,6 +450,13 @@ func TestLeanClientGone(t *testing.T) {
 				case <-time.After(5 * time.Second):
 					t.Fatalf("%s: the upstream still serves a request whose client left 5 s ago", scheme)
 				}
+				if store != nil { // recorded without an answer, as the agent's HTTP server would
+					waitFor(t, "the abandoned request recorded", func() bool {
+						ex := store.List(1, "")
+						return len(ex) == 1 && ex[0].Request.URI == "/slow-"+scheme && ex[0].Error == "no response" && ex[0].Response == nil
+					})
+					store.Clear()
+				}
 			}
 		})
 	}
