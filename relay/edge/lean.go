@@ -296,9 +296,8 @@ func (lc *leanConn) observe(t *route.Tunnel, rq *h1.Request, status int, start t
 	if len(t.URLs) > 0 {
 		url = t.URLs[0]
 	}
-	o.HTTPDone(&route.HTTPRequest{Account: t.AccountID, TunnelID: t.PublicID, URL: url, Remote: lc.remote,
-		Host: rq.Host, Method: rq.Method, Path: rq.Path(), Status: status, Duration: time.Since(start),
-		BytesIn: max(rq.ContentLength, 0), BytesOut: out})
+	route.HTTPDone(o, &route.HTTPRequest{Account: t.AccountID, TunnelID: t.PublicID, URL: url, Remote: lc.remote,
+		Status: status, Duration: time.Since(start), BytesIn: max(rq.ContentLength, 0), BytesOut: out}, rq.Host, rq.Method, rq.Path())
 }
 
 // dial opens a stream to t's agent for this connection.

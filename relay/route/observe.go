@@ -107,25 +107,24 @@ func (o *Observer) HTTP(account, tunnelID string, url func() string, next http.H
 		if rec.status == 0 {
 			rec.status = http.StatusOK
 		}
-		o.HTTPDone(&HTTPRequest{Account: account, TunnelID: tunnelID, URL: url(), Remote: r.RemoteAddr,
-			Host: []byte(r.Host), Method: []byte(r.Method), Path: []byte(r.URL.Path), Status: rec.status,
-			Duration: time.Since(start), BytesIn: max(r.ContentLength, 0), BytesOut: rec.bytes})
+		HTTPDone(o, &HTTPRequest{Account: account, TunnelID: tunnelID, URL: url(), Remote: r.RemoteAddr, Status: rec.status,
+			Duration: time.Since(start), BytesIn: max(r.ContentLength, 0), BytesOut: rec.bytes}, r.Host, r.Method, r.URL.Path)
 	})
 }
 
-// HTTPRequest is a request the edge served, for HTTPDone. Host, Method and Path may
-// point into a buffer reused after HTTPDone returns.
+// HTTPRequest is a request the edge served, for HTTPDone.
 type HTTPRequest struct {
 	Account, TunnelID, URL, Remote string
-	Host, Method, Path             []byte
 	Status                         int
 	Duration                       time.Duration
 	BytesIn, BytesOut              int64
 }
 
 // HTTPDone reports a request the edge served: its metrics, and an event if anyone
-// subscribed.
-func (o *Observer) HTTPDone(r *HTTPRequest) {
+// subscribed. host, method and path are net/http's strings or the lean path's bytes
+// (which may point into a buffer reused afterwards): copied only for an event, so
+// neither path allocates for a request nobody subscribed to.
+func HTTPDone[T ~string | ~[]byte](o *Observer, r *HTTPRequest, host, method, path T) {
 	if o == nil {
 		return
 	}
@@ -134,8 +133,8 @@ func (o *Observer) HTTPDone(r *HTTPRequest) {
 		return
 	}
 	o.Events.Publish(events.Event{Type: events.TypeHTTPRequestComplete, AccountID: r.Account, Fields: map[string]any{
-		events.FieldTunnelID: r.TunnelID, events.FieldURL: r.URL, events.FieldHost: string(r.Host), events.FieldMethod: string(r.Method),
-		events.FieldPath: string(r.Path), events.FieldStatus: r.Status, events.FieldDurationMS: float64(r.Duration.Microseconds()) / 1000,
+		events.FieldTunnelID: r.TunnelID, events.FieldURL: r.URL, events.FieldHost: string(host), events.FieldMethod: string(method),
+		events.FieldPath: string(path), events.FieldStatus: r.Status, events.FieldDurationMS: float64(r.Duration.Microseconds()) / 1000,
 		events.FieldBytesIn: r.BytesIn, events.FieldBytesOut: r.BytesOut, events.FieldClientIP: HostOnly(r.Remote)}})
 }
 
